@@ -71,7 +71,10 @@ impl<'a> RtpView<'a> {
             if pad > data.len() - pos {
                 return Err(Error::malformed(
                     WHAT,
-                    format!("padding length {pad} exceeds the {} bytes after the header", data.len() - pos),
+                    format!(
+                        "padding length {pad} exceeds the {} bytes after the header",
+                        data.len() - pos
+                    ),
                 ));
             }
             payload_end -= pad;
@@ -104,10 +107,20 @@ impl<'a> RtpView<'a> {
         SeqNo(u16::from_be_bytes([self.data[2], self.data[3]]))
     }
     pub fn timestamp(&self) -> RtpTimestamp {
-        RtpTimestamp(u32::from_be_bytes([self.data[4], self.data[5], self.data[6], self.data[7]]))
+        RtpTimestamp(u32::from_be_bytes([
+            self.data[4],
+            self.data[5],
+            self.data[6],
+            self.data[7],
+        ]))
     }
     pub fn ssrc(&self) -> Ssrc {
-        Ssrc(u32::from_be_bytes([self.data[8], self.data[9], self.data[10], self.data[11]]))
+        Ssrc(u32::from_be_bytes([
+            self.data[8],
+            self.data[9],
+            self.data[10],
+            self.data[11],
+        ]))
     }
     pub fn csrc_count(&self) -> usize {
         self.csrc_count
@@ -115,7 +128,12 @@ impl<'a> RtpView<'a> {
     pub fn csrc(&self, i: usize) -> Option<Ssrc> {
         (i < self.csrc_count).then(|| {
             let o = FIXED_HEADER_LEN + 4 * i;
-            Ssrc(u32::from_be_bytes([self.data[o], self.data[o + 1], self.data[o + 2], self.data[o + 3]]))
+            Ssrc(u32::from_be_bytes([
+                self.data[o],
+                self.data[o + 1],
+                self.data[o + 2],
+                self.data[o + 3],
+            ]))
         })
     }
     /// Extension profile word and raw data (without the 4-byte ext header).
@@ -215,7 +233,10 @@ pub fn parse_elements(profile: u16, data: &[u8]) -> Result<Vec<ExtensionElement<
     } else if profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE {
         true
     } else {
-        return Err(Error::malformed(W, format!("profile 0x{profile:04X} is not RFC 8285")));
+        return Err(Error::malformed(
+            W,
+            format!("profile 0x{profile:04X} is not RFC 8285"),
+        ));
     };
     let mut out = Vec::new();
     let mut i = 0;
@@ -286,10 +307,16 @@ impl RtpPacket {
     /// Appends the wire form to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) -> Result<()> {
         if self.csrc.len() > 15 {
-            return Err(Error::invalid(format!("{} CSRCs; RTP allows at most 15", self.csrc.len())));
+            return Err(Error::invalid(format!(
+                "{} CSRCs; RTP allows at most 15",
+                self.csrc.len()
+            )));
         }
         if self.payload_type.0 > 127 {
-            return Err(Error::invalid(format!("payload type {} exceeds 127", self.payload_type.0)));
+            return Err(Error::invalid(format!(
+                "payload type {} exceeds 127",
+                self.payload_type.0
+            )));
         }
         out.reserve(self.len());
         let mut b0 = (RTP_VERSION << 6) | self.csrc.len() as u8;
@@ -309,7 +336,9 @@ impl RtpPacket {
         }
         if let Some(ext) = &self.extension {
             if ext.data.len() % 4 != 0 || ext.data.len() / 4 > usize::from(u16::MAX) {
-                return Err(Error::invalid("header extension length must be a multiple of 4 bytes"));
+                return Err(Error::invalid(
+                    "header extension length must be a multiple of 4 bytes",
+                ));
             }
             out.extend_from_slice(&ext.profile.to_be_bytes());
             out.extend_from_slice(&((ext.data.len() / 4) as u16).to_be_bytes());
@@ -367,7 +396,10 @@ mod tests {
     fn one_byte_elements() {
         let ext = HeaderExtension::from_elements(&[
             ExtensionElement { id: 1, data: &[1] },
-            ExtensionElement { id: 14, data: &[2; 16] },
+            ExtensionElement {
+                id: 14,
+                data: &[2; 16],
+            },
         ])
         .unwrap();
         assert_eq!(ext.profile, ONE_BYTE_PROFILE);
@@ -406,7 +438,10 @@ mod tests {
         let mut p = vec![0u8; 14];
         p[0] = 0xA0;
         p[13] = 9;
-        assert!(RtpView::parse(&p).unwrap_err().to_string().contains("padding length 9"));
+        assert!(RtpView::parse(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("padding length 9"));
     }
 
     proptest! {

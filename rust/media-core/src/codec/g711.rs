@@ -87,7 +87,11 @@ const fn table(mu: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if mu { ulaw_expand(i as u8) } else { alaw_expand(i as u8) };
+        t[i] = if mu {
+            ulaw_expand(i as u8)
+        } else {
+            alaw_expand(i as u8)
+        };
         i += 1;
     }
     t

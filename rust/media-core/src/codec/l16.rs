@@ -56,7 +56,10 @@ impl Decoder for L16Decoder {
         if payload.len() % frame != 0 {
             return Err(Error::malformed(
                 "L16 payload",
-                format!("{} bytes is not a whole number of {frame}-byte sample frames", payload.len()),
+                format!(
+                    "{} bytes is not a whole number of {frame}-byte sample frames",
+                    payload.len()
+                ),
             ));
         }
         let start = out.len();

@@ -94,7 +94,11 @@ pub fn check_params(codec: &'static str, params: &Params, known: &[&str]) -> Res
         if !known.contains(&k.as_str()) {
             return Err(Error::invalid(format!(
                 "{codec}: unknown parameter {k:?} (known: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
     }
@@ -102,7 +106,13 @@ pub fn check_params(codec: &'static str, params: &Params, known: &[&str]) -> Res
 }
 
 /// Reads an integer parameter with bounds, or its default.
-pub fn param(codec: &'static str, params: &Params, key: &str, default: i64, range: std::ops::RangeInclusive<i64>) -> Result<i64> {
+pub fn param(
+    codec: &'static str,
+    params: &Params,
+    key: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64> {
     let v = params.get(key).copied().unwrap_or(default);
     if !range.contains(&v) {
         return Err(Error::invalid(format!(

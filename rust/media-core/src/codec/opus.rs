@@ -52,12 +52,22 @@ impl OpusEncoder {
         check_params(
             NAME,
             params,
-            &["sample_rate", "bitrate", "complexity", "fec", "packet_loss_perc", "dtx", "bandwidth"],
+            &[
+                "sample_rate",
+                "bitrate",
+                "complexity",
+                "fec",
+                "packet_loss_perc",
+                "dtx",
+                "bandwidth",
+            ],
         )?;
         let rate = check_rate(param(NAME, params, "sample_rate", 48000, 8000..=48000)?)?;
         let mut err: c_int = 0;
         // SAFETY: valid arguments; libopus reports failure through `err`.
-        let st = unsafe { ffi::opus_encoder_create(rate, c_int::from(channels), ffi::OPUS_APPLICATION_VOIP, &mut err) };
+        let st = unsafe {
+            ffi::opus_encoder_create(rate, c_int::from(channels), ffi::OPUS_APPLICATION_VOIP, &mut err)
+        };
         if st.is_null() || err != ffi::OPUS_OK {
             return Err(opus_error(err));
         }
@@ -71,13 +81,22 @@ impl OpusEncoder {
             let b = param(NAME, params, "bitrate", b, 6000..=510000)?;
             enc.ctl(ffi::OPUS_SET_BITRATE_REQUEST, b as c_int)?;
         }
-        enc.ctl(ffi::OPUS_SET_COMPLEXITY_REQUEST, param(NAME, params, "complexity", 9, 0..=10)? as c_int)?;
-        enc.ctl(ffi::OPUS_SET_INBAND_FEC_REQUEST, param(NAME, params, "fec", 0, 0..=1)? as c_int)?;
+        enc.ctl(
+            ffi::OPUS_SET_COMPLEXITY_REQUEST,
+            param(NAME, params, "complexity", 9, 0..=10)? as c_int,
+        )?;
+        enc.ctl(
+            ffi::OPUS_SET_INBAND_FEC_REQUEST,
+            param(NAME, params, "fec", 0, 0..=1)? as c_int,
+        )?;
         enc.ctl(
             ffi::OPUS_SET_PACKET_LOSS_PERC_REQUEST,
             param(NAME, params, "packet_loss_perc", 0, 0..=100)? as c_int,
         )?;
-        enc.ctl(ffi::OPUS_SET_DTX_REQUEST, param(NAME, params, "dtx", 0, 0..=1)? as c_int)?;
+        enc.ctl(
+            ffi::OPUS_SET_DTX_REQUEST,
+            param(NAME, params, "dtx", 0, 0..=1)? as c_int,
+        )?;
         if let Some(&bw) = params.get("bandwidth") {
             let v = match bw {
                 4000 => ffi::OPUS_BANDWIDTH_NARROWBAND,
@@ -144,7 +163,13 @@ impl Encoder for OpusEncoder {
         }
         // SAFETY: pcm holds frame*channels samples; buf is MAX_PACKET long.
         let n = unsafe {
-            ffi::opus_encode(self.st, pcm.as_ptr(), frame as c_int, self.buf.as_mut_ptr(), MAX_PACKET as i32)
+            ffi::opus_encode(
+                self.st,
+                pcm.as_ptr(),
+                frame as c_int,
+                self.buf.as_mut_ptr(),
+                MAX_PACKET as i32,
+            )
         };
         if n < 0 {
             return Err(opus_error(n));
@@ -255,7 +280,9 @@ impl Decoder for OpusDecoder {
     }
     fn samples_in(&self, payload: &[u8]) -> Result<usize> {
         // SAFETY: pointer/length pair from a live slice.
-        let n = unsafe { ffi::opus_packet_get_nb_samples(payload.as_ptr(), payload.len() as i32, self.rate as i32) };
+        let n = unsafe {
+            ffi::opus_packet_get_nb_samples(payload.as_ptr(), payload.len() as i32, self.rate as i32)
+        };
         if n < 0 {
             return Err(opus_error(n));
         }
@@ -305,13 +332,25 @@ mod tests {
     #[test]
     fn bad_frame_and_params_are_errors() {
         let mut e = OpusEncoder::new(1, &Params::new()).unwrap();
-        assert!(e.encode(&[0; 100], &mut Vec::new()).unwrap_err().to_string().contains("not a 2.5"));
+        assert!(e
+            .encode(&[0; 100], &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("not a 2.5"));
         let mut p = Params::new();
         p.insert("complexity".into(), 11);
-        assert!(OpusEncoder::new(1, &p).err().unwrap().to_string().contains("complexity=11"));
+        assert!(OpusEncoder::new(1, &p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("complexity=11"));
         p.clear();
         p.insert("colour".into(), 1);
-        assert!(OpusEncoder::new(1, &p).err().unwrap().to_string().contains("unknown parameter"));
+        assert!(OpusEncoder::new(1, &p)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("unknown parameter"));
         let mut d = OpusDecoder::new(1, &Params::new()).unwrap();
         assert!(d.decode(&[0xFF, 0xFF, 0xFF], &mut Vec::new()).is_err());
     }
