@@ -39,7 +39,7 @@ impl RtpTimestamp {
     pub fn diff(self, earlier: RtpTimestamp) -> i32 {
         self.0.wrapping_sub(earlier.0) as i32
     }
-    pub fn add(self, units: u32) -> RtpTimestamp {
+    pub fn wrapping_add(self, units: u32) -> RtpTimestamp {
         RtpTimestamp(self.0.wrapping_add(units))
     }
 }
@@ -58,6 +58,6 @@ mod tests {
     #[test]
     fn ts_diff_wraps() {
         assert_eq!(RtpTimestamp(80).diff(RtpTimestamp(u32::MAX - 79)), 160);
-        assert_eq!(RtpTimestamp(5).add(u32::MAX), RtpTimestamp(4));
+        assert_eq!(RtpTimestamp(5).wrapping_add(u32::MAX), RtpTimestamp(4));
     }
 }

@@ -1,8 +1,20 @@
-//! `vpbx._native`: the PyO3 export table of the media core.
+//! `vpbx._native`: the PyO3 export table of the media core. No media logic
+//! lives here: only argument conversion, error mapping and GIL release.
+
+mod codec;
+mod conv;
+mod rtp;
+
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MediaError", m.py().get_type::<conv::MediaError>())?;
+    m.add_class::<codec::Encoder>()?;
+    m.add_class::<codec::Decoder>()?;
+    m.add_class::<codec::Resampler>()?;
+    m.add_function(wrap_pyfunction!(codec::codec_names, m)?)?;
+    m.add_class::<rtp::RtpPacket>()?;
     Ok(())
 }

@@ -53,7 +53,7 @@ impl Decoder for L16Decoder {
     }
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<()> {
         let frame = 2 * usize::from(self.channels);
-        if payload.len() % frame != 0 {
+        if !payload.len().is_multiple_of(frame) {
             return Err(Error::malformed(
                 "L16 payload",
                 format!(

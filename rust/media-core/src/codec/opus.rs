@@ -155,7 +155,7 @@ impl Encoder for OpusEncoder {
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<()> {
         let ch = usize::from(self.channels);
         let frame = pcm.len() / ch;
-        if pcm.len() % ch != 0 || !valid_frame(self.rate, frame) {
+        if !pcm.len().is_multiple_of(ch) || !valid_frame(self.rate, frame) {
             return Err(Error::invalid(format!(
                 "opus: {frame} samples at {} Hz is not a 2.5/5/10/20/40/60 ms frame",
                 self.rate

