@@ -16,16 +16,24 @@ from vpbx._native import (
     Decoder,
     Encoder,
     MediaError,
+    Mixer,
+    RecordingMixer,
     Resampler,
     RtpPacket,
+    WavWriter,
     codec_names,
+    repair_wav,
 )
 
 __all__ = [
     "Decoder",
     "Encoder",
     "MediaError",
+    "Mixer",
+    "RecordingMixer",
     "Resampler",
     "RtpPacket",
+    "WavWriter",
     "codec_names",
+    "repair_wav",
 ]

@@ -49,9 +49,7 @@ PROFILES: dict[str, NetworkProfile] = {
 }
 
 
-def arrivals(
-    profile: NetworkProfile, count: int, ptime_ms: float, seed: int = 1
-) -> npt.NDArray[np.float64]:
+def arrivals(profile: NetworkProfile, count: int, ptime_ms: float, seed: int = 1) -> npt.NDArray[np.float64]:
     """Arrival time in ms of each of `count` packets sent every `ptime_ms`
     (by the sender's clock); NaN marks a lost packet."""
     rng = np.random.default_rng(seed)
@@ -70,8 +68,8 @@ def arrivals(
     arrival = send + delay
     if profile.reorder > 0:
         swaps = np.nonzero(rng.random(count - 1) < profile.reorder)[0]
-        for i in swaps:
-            arrival[i], arrival[i + 1] = arrival[i + 1] + 0.1, arrival[i]
+        for j in swaps.tolist():
+            arrival[j], arrival[j + 1] = arrival[j + 1] + 0.1, arrival[j]
     if profile.loss > 0:
         lost = False
         draws = rng.random(count)

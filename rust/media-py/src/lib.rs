@@ -3,6 +3,7 @@
 
 mod codec;
 mod conv;
+mod mixing;
 mod rtp;
 
 use pyo3::prelude::*;
@@ -16,5 +17,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Resampler>()?;
     m.add_function(wrap_pyfunction!(codec::codec_names, m)?)?;
     m.add_class::<rtp::RtpPacket>()?;
+    m.add_class::<mixing::Mixer>()?;
+    m.add_class::<mixing::RecordingMixer>()?;
+    m.add_class::<mixing::WavWriter>()?;
+    m.add_function(wrap_pyfunction!(mixing::repair_wav, m)?)?;
     Ok(())
 }
