@@ -9,6 +9,8 @@ import numpy.typing as npt
 __version__: str
 __all__ = [
     "Decoder",
+    "DtmfDetector",
+    "DtmfEventReceiver",
     "Encoder",
     "MediaError",
     "Mixer",
@@ -18,7 +20,10 @@ __all__ = [
     "WavWriter",
     "__version__",
     "codec_names",
+    "dtmf_tone",
+    "parse_telephone_event",
     "repair_wav",
+    "telephone_event_packets",
 ]
 
 _Pcm: TypeAlias = npt.NDArray[np.int16]
@@ -119,3 +124,26 @@ class WavWriter:
     def __exit__(self, _t: object | None, _v: object | None, _tb: object | None) -> bool: ...
 
 def repair_wav(path: str | os.PathLike[str]) -> dict[str, int]: ...
+
+@final
+class DtmfDetector:
+    clock_rate: int
+    def __new__(cls, clock_rate: int) -> DtmfDetector: ...
+    def feed(self, pcm: _Pcm) -> list[str]: ...
+
+@final
+class DtmfEventReceiver:
+    def __new__(cls, clock_rate: int = 8000) -> DtmfEventReceiver: ...
+    def feed(self, timestamp: int, marker: bool, payload: bytes) -> str | None: ...
+    def current(self) -> dict[str, str | int | bool] | None: ...
+
+def dtmf_tone(clock_rate: int, digit: str, duration_ms: int, level_dbm0: float = ...) -> _Pcm: ...
+def telephone_event_packets(
+    digit: str,
+    duration_ms: int,
+    clock_rate: int = 8000,
+    ptime_ms: int = 20,
+    volume: int = 10,
+    timestamp: int = 0,
+) -> list[tuple[bool, int, bytes]]: ...
+def parse_telephone_event(payload: bytes) -> dict[str, int | str | bool | None]: ...

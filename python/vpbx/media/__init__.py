@@ -14,6 +14,8 @@ the PCM rate, ``Encoder.clock_rate`` the RTP one.
 
 from vpbx._native import (
     Decoder,
+    DtmfDetector,
+    DtmfEventReceiver,
     Encoder,
     MediaError,
     Mixer,
@@ -22,11 +24,16 @@ from vpbx._native import (
     RtpPacket,
     WavWriter,
     codec_names,
+    dtmf_tone,
+    parse_telephone_event,
     repair_wav,
+    telephone_event_packets,
 )
 
 __all__ = [
     "Decoder",
+    "DtmfDetector",
+    "DtmfEventReceiver",
     "Encoder",
     "MediaError",
     "Mixer",
@@ -35,5 +42,8 @@ __all__ = [
     "RtpPacket",
     "WavWriter",
     "codec_names",
+    "dtmf_tone",
+    "parse_telephone_event",
     "repair_wav",
+    "telephone_event_packets",
 ]

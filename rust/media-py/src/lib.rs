@@ -3,6 +3,7 @@
 
 mod codec;
 mod conv;
+mod dtmf;
 mod mixing;
 mod rtp;
 
@@ -17,6 +18,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Resampler>()?;
     m.add_function(wrap_pyfunction!(codec::codec_names, m)?)?;
     m.add_class::<rtp::RtpPacket>()?;
+    m.add_class::<dtmf::DtmfDetector>()?;
+    m.add_class::<dtmf::DtmfEventReceiver>()?;
+    m.add_function(wrap_pyfunction!(dtmf::dtmf_tone, m)?)?;
+    m.add_function(wrap_pyfunction!(dtmf::telephone_event_packets, m)?)?;
+    m.add_function(wrap_pyfunction!(dtmf::parse_telephone_event, m)?)?;
     m.add_class::<mixing::Mixer>()?;
     m.add_class::<mixing::RecordingMixer>()?;
     m.add_class::<mixing::WavWriter>()?;

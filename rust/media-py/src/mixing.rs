@@ -1,7 +1,7 @@
 //! Mixer, RecordingMixer, WavWriter classes and repair_wav.
 
 use crate::conv::{array, err, samples, MediaError};
-use media_core::mixer::{Leg, Limiter, RecordingMixer as CoreRec, Layout};
+use media_core::mixer::{Layout, Leg, Limiter, RecordingMixer as CoreRec};
 use media_core::wav;
 use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
@@ -25,7 +25,10 @@ impl Mixer {
     fn new(frame_samples: usize, soft_limit: bool) -> Self {
         let lim = if soft_limit { Limiter::Soft } else { Limiter::Hard };
         Mixer {
-            inner: Mutex::new((media_core::mixer::Mixer::new(frame_samples).with_limiter(lim), Vec::new())),
+            inner: Mutex::new((
+                media_core::mixer::Mixer::new(frame_samples).with_limiter(lim),
+                Vec::new(),
+            )),
             frame_samples,
         }
     }
@@ -60,7 +63,9 @@ fn leg(name: &str) -> PyResult<Leg> {
     match name {
         "a" | "A" => Ok(Leg::A),
         "b" | "B" => Ok(Leg::B),
-        _ => Err(PyValueError::new_err(format!("leg must be 'a' or 'b', got {name:?}"))),
+        _ => Err(PyValueError::new_err(format!(
+            "leg must be 'a' or 'b', got {name:?}"
+        ))),
     }
 }
 
@@ -140,7 +145,9 @@ pub struct WavWriter {
 impl WavWriter {
     fn with<T>(&self, f: impl FnOnce(&mut wav::WavWriter<File>) -> media_core::Result<T>) -> PyResult<T> {
         let mut g = self.inner.lock().expect("wav lock");
-        let w = g.as_mut().ok_or_else(|| MediaError::new_err(format!("{}: writer is closed", self.path)))?;
+        let w = g
+            .as_mut()
+            .ok_or_else(|| MediaError::new_err(format!("{}: writer is closed", self.path)))?;
         f(w).map_err(err)
     }
 }
@@ -149,7 +156,12 @@ impl WavWriter {
 impl WavWriter {
     #[new]
     #[pyo3(signature = (path, sample_rate, channels = 1, header_interval_ms = 1000))]
-    fn new(path: std::path::PathBuf, sample_rate: u32, channels: u16, header_interval_ms: u32) -> PyResult<Self> {
+    fn new(
+        path: std::path::PathBuf,
+        sample_rate: u32,
+        channels: u16,
+        header_interval_ms: u32,
+    ) -> PyResult<Self> {
         let frames = u64::from(sample_rate) * u64::from(header_interval_ms) / 1000;
         let w = wav::WavWriter::create(&path, sample_rate, channels)
             .map_err(err)?
@@ -166,7 +178,9 @@ impl WavWriter {
         let a = crate::conv::pcm(pcm, "pcm")?;
         let s = samples(&a);
         let mut g = self.inner.lock().expect("wav lock");
-        let w = g.as_mut().ok_or_else(|| MediaError::new_err(format!("{}: writer is closed", self.path)))?;
+        let w = g
+            .as_mut()
+            .ok_or_else(|| MediaError::new_err(format!("{}: writer is closed", self.path)))?;
         py.detach(|| w.write(&s)).map_err(err)
     }
 
