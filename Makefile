@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox
 FUZZ_SECONDS ?= 15
 FUZZ_DIR := rust/media-core/fuzz
-export PATH := $(HOME)/.cargo/bin:$(PATH)
+export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: run test setup system-deps build lint cargo-test fuzz pytest bench clean
 
