@@ -59,6 +59,32 @@ def test_opus_fec_recovers_a_lost_frame_better_than_plc() -> None:
     assert err_fec < err_plc
 
 
+@pytest.mark.parametrize(("freq", "min_snr"), [(1000.0, 30.0), (6000.0, 15.0)])
+def test_g722_keeps_both_subbands(freq: float, min_snr: float) -> None:
+    """1 kHz lives in the lower sub-band, 6 kHz in the upper one (G.722 §1.2)."""
+    enc, dec = Encoder("G722", 8000), Decoder("G722", 8000)
+    assert (enc.sample_rate, enc.clock_rate) == (16000, 8000)  # RFC 3551 §4.5.2
+    x = sine(16000, freq, 1.0)
+    payloads = [enc.encode(x[i : i + 320]) for i in range(0, len(x), 320)]
+    assert all(len(p) == 160 for p in payloads)  # 64 kbit/s, 20 ms
+    y = np.concatenate([dec.decode(p) for p in payloads])
+    assert len(y) == len(x)
+    assert abs(dominant_freq(y[1600:], 16000) - freq) < 5
+    assert snr_db(x, y) > min_snr
+
+
+def test_g722_conceals_a_lost_packet_with_the_same_tone() -> None:
+    enc, dec = Encoder("G722", 8000), Decoder("G722", 8000)
+    x = sine(16000, 500.0, 0.5)
+    frames = [enc.encode(x[i : i + 320]) for i in range(0, len(x), 320)]
+    for f in frames[:10]:
+        dec.decode(f)
+    hidden = dec.conceal(320)
+    assert len(hidden) == 320
+    assert abs(dominant_freq(hidden, 16000) - 500.0) < 40
+    assert np.sqrt(np.mean(hidden.astype(float) ** 2)) > 1000
+
+
 def test_l16_is_lossless() -> None:
     x = np.random.default_rng(1).integers(-32768, 32767, 480, dtype=np.int16)
     enc, dec = Encoder("L16", 48000), Decoder("L16", 48000)

@@ -155,9 +155,13 @@ impl Plc {
     }
 
     fn push_history(&mut self, pcm: &[i16]) {
-        for &s in &pcm[pcm.len().saturating_sub(self.hist_len)..] {
-            self.push_sample(s);
-        }
+        // Ring write in at most two copies (the decode hot path).
+        let src = &pcm[pcm.len().saturating_sub(self.hist_len)..];
+        let first = (self.hist_len - self.hist_pos).min(src.len());
+        self.hist[self.hist_pos..self.hist_pos + first].copy_from_slice(&src[..first]);
+        let rest = &src[first..];
+        self.hist[..rest.len()].copy_from_slice(rest);
+        self.hist_pos = (self.hist_pos + src.len()) % self.hist_len;
     }
 
     /// First lost sample: linearize the history, find the pitch, set up the

@@ -8,12 +8,18 @@ use super::{check_params, CodecSpec, Decoder, Encoder, Params};
 use crate::error::{Error, Result};
 use crate::plc::Plc;
 
-/// G.711 µ-law compression of one 16-bit sample.
+/// G.711 µ-law compression of one 16-bit sample (table lookup: the code
+/// depends only on the 14 most significant bits).
 #[inline]
 pub fn linear_to_ulaw(x: i16) -> u8 {
+    ULAW_ENCODE[(x as u16 >> 2) as usize]
+}
+
+/// G.711 µ-law compression, computed (builds the table).
+const fn ulaw_compress(x: i16) -> u8 {
     // Magnitude on 14 bits plus the bias of 33 (G.711 Table 2a).
     let mag = if x < 0 { (!x) >> 2 } else { x >> 2 } as i32;
-    let absno = (mag + 33).min(0x1FFF) as u32;
+    let absno = if mag + 33 > 0x1FFF { 0x1FFF } else { mag + 33 } as u32;
     let segno = 33 - (absno >> 6).leading_zeros() as i32; // 1 + bit length of absno>>6
     let high = (8 - segno) as u8;
     let low = 0x0F - ((absno >> segno) & 0x0F) as u8;
@@ -44,9 +50,15 @@ const fn ulaw_expand(code: u8) -> i16 {
     }
 }
 
-/// G.711 A-law compression of one 16-bit sample (even bits inverted, 0x55).
+/// G.711 A-law compression of one 16-bit sample (table lookup: the code
+/// depends only on the 12 most significant bits).
 #[inline]
 pub fn linear_to_alaw(x: i16) -> u8 {
+    ALAW_ENCODE[(x as u16 >> 4) as usize]
+}
+
+/// G.711 A-law compression, computed (even bits inverted, 0x55).
+const fn alaw_compress(x: i16) -> u8 {
     let mut ix = if x < 0 { (!x) >> 4 } else { x >> 4 } as i32; // 12-bit magnitude
     if ix > 15 {
         // Segment = position of the leading one above bit 4.
@@ -96,6 +108,28 @@ const fn table(mu: bool) -> [i16; 256] {
     }
     t
 }
+
+/// Encoder tables indexed by the top 14 (µ-law) or 12 (A-law) bits of the
+/// sample: for negative x, `!x >> k` depends only on `x >> k`, so one entry
+/// per index is exact (checked against the computed form in the tests).
+static ULAW_ENCODE: [u8; 1 << 14] = {
+    let mut t = [0u8; 1 << 14];
+    let mut i = 0;
+    while i < 1 << 14 {
+        t[i] = ulaw_compress(((i as u16) << 2) as i16);
+        i += 1;
+    }
+    t
+};
+static ALAW_ENCODE: [u8; 1 << 12] = {
+    let mut t = [0u8; 1 << 12];
+    let mut i = 0;
+    while i < 1 << 12 {
+        t[i] = alaw_compress(((i as u16) << 4) as i16);
+        i += 1;
+    }
+    t
+};
 
 static ULAW_DECODE: [i16; 256] = table(true);
 static ALAW_DECODE: [i16; 256] = table(false);
@@ -275,6 +309,8 @@ mod tests {
         for x in i16::MIN..=i16::MAX {
             assert_eq!(linear_to_ulaw(x), ulaw_ref(x), "ulaw {x}");
             assert_eq!(linear_to_alaw(x), alaw_ref(x), "alaw {x}");
+            assert_eq!(ulaw_compress(x), ulaw_ref(x), "ulaw computed {x}");
+            assert_eq!(alaw_compress(x), alaw_ref(x), "alaw computed {x}");
         }
     }
 
