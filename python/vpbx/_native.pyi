@@ -12,6 +12,7 @@ __all__ = [
     "DtmfDetector",
     "DtmfEventReceiver",
     "Encoder",
+    "JitterBuffer",
     "MediaError",
     "Mixer",
     "RecordingMixer",
@@ -147,3 +148,30 @@ def telephone_event_packets(
     timestamp: int = 0,
 ) -> list[tuple[bool, int, bytes]]: ...
 def parse_telephone_event(payload: bytes) -> dict[str, int | str | bool | None]: ...
+
+@final
+class JitterBuffer:
+    clock_rate: int
+    ptime_ms: int
+    sample_rate: int
+    codec: str
+    def __new__(
+        cls,
+        clock_rate: int,
+        ptime_ms: int = 20,
+        codec: str = "PCMU",
+        channels: int = 1,
+        payload_type: int | None = None,
+        sample_rate: int | None = None,
+        min_delay_ms: int | None = None,
+        max_delay_ms: int | None = None,
+        max_packets: int | None = None,
+        quantile: float | None = None,
+        history_ms: int | None = None,
+        peak_hold_ms: int | None = None,
+        shrink_rate: float | None = None,
+        max_conceal_ms: int | None = None,
+    ) -> JitterBuffer: ...
+    def push(self, packet: bytes, arrival_ms: float) -> None: ...
+    def pop(self, now_ms: float) -> _Pcm | None: ...
+    def stats(self) -> dict[str, float]: ...

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import sine
 
+from conftest import sine
 from vpbx.media import (
     Decoder,
     DtmfDetector,

@@ -1,5 +1,5 @@
 //! The one table of media-core errors. Every fallible call in the crate
-//! returns [`Error`]; the Python binding maps each variant to an exception
+//! returns [`enum@Error`]; the Python binding maps each variant to an exception
 //! whose message is the `Display` text below.
 
 use thiserror::Error;

@@ -4,6 +4,7 @@
 mod codec;
 mod conv;
 mod dtmf;
+mod jitter;
 mod mixing;
 mod rtp;
 
@@ -18,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Resampler>()?;
     m.add_function(wrap_pyfunction!(codec::codec_names, m)?)?;
     m.add_class::<rtp::RtpPacket>()?;
+    m.add_class::<jitter::JitterBuffer>()?;
     m.add_class::<dtmf::DtmfDetector>()?;
     m.add_class::<dtmf::DtmfEventReceiver>()?;
     m.add_function(wrap_pyfunction!(dtmf::dtmf_tone, m)?)?;

@@ -42,6 +42,11 @@ pub trait Decoder: Send {
     fn recover(&mut self, _next_payload: &[u8], samples: usize, out: &mut Vec<i16>) -> Result<()> {
         self.conceal(samples, out)
     }
+    /// Whether [`Decoder::recover`] rebuilds audio from in-band FEC rather
+    /// than concealing (jitter buffers then wait for the next packet).
+    fn has_fec(&self) -> bool {
+        false
+    }
     /// Duration of a payload in samples per channel, at `sample_rate`.
     fn samples_in(&self, payload: &[u8]) -> Result<usize>;
 }

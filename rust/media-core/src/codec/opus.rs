@@ -278,6 +278,9 @@ impl Decoder for OpusDecoder {
         out.truncate(start + samples * usize::from(self.channels));
         Ok(())
     }
+    fn has_fec(&self) -> bool {
+        true
+    }
     fn samples_in(&self, payload: &[u8]) -> Result<usize> {
         // SAFETY: pointer/length pair from a live slice.
         let n = unsafe {

@@ -125,10 +125,9 @@ pub struct JitterBuffer {
     fec: bool,
 }
 
-/// Codecs whose [`Decoder::recover`] does more than conceal. The trait has
-/// no query for this, so it goes by name: Opus (RFC 6716 §2.1.7).
+/// Codecs whose [`Decoder::recover`] does more than conceal (Opus, RFC 6716 §2.1.7).
 fn codec_has_fec(decoder: &dyn Decoder) -> bool {
-    decoder.name().eq_ignore_ascii_case("opus")
+    decoder.has_fec()
 }
 
 impl JitterBuffer {

@@ -269,7 +269,10 @@ struct Mock(Arc<Mutex<Vec<String>>>);
 
 impl Decoder for Mock {
     fn name(&self) -> &'static str {
-        "opus" // the buffer only asks codecs with FEC to recover
+        "mock"
+    }
+    fn has_fec(&self) -> bool {
+        true // the buffer only asks codecs with FEC to recover
     }
     fn sample_rate(&self) -> u32 {
         8000

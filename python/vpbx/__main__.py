@@ -1,0 +1,3 @@
+from vpbx.cli import main
+
+main()

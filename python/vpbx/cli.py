@@ -1,0 +1,121 @@
+"""The `vpbx` command line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vpbx import __version__
+from vpbx.media import WavWriter
+from vpbx.media.chain import CODECS, run_chain
+from vpbx.media.netsim import PROFILES
+
+app = typer.Typer(help="vpbx: an open-source cloud PBX.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+DEMO_TEXT = (
+    "Hello, this is the v p b x media demo. Your voice travels through a codec, "
+    "across a lossy and jittery network, and out of the jitter buffer."
+)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Reads a 16-bit PCM WAV, mixing stereo down to mono."""
+    with wave.open(str(path)) as w:
+        if w.getsampwidth() != 2:
+            raise typer.BadParameter(
+                f"{path}: only 16-bit PCM WAV is supported (got {8 * w.getsampwidth()}-bit)"
+            )
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+        rate, ch = w.getframerate(), w.getnchannels()
+    if ch > 1:
+        pcm = pcm.reshape(-1, ch).mean(axis=1).astype(np.int16)
+    return pcm, rate
+
+
+def demo_source(tmp: Path) -> tuple[np.ndarray, int, str]:
+    """Speech from espeak-ng when it is installed, else a synthetic signal."""
+    if shutil.which("espeak-ng"):
+        out = tmp / "speech.wav"
+        subprocess.run(["espeak-ng", "-w", str(out), DEMO_TEXT], check=True, capture_output=True)
+        pcm, rate = read_wav(out)
+        return pcm, rate, "espeak-ng speech"
+    rate = 16000
+    t = np.arange(rate * 6) / rate
+    sweep = 6000 * np.sin(2 * np.pi * (200 * t + 150 * t**2))  # a 200 Hz -> 2 kHz chirp
+    return sweep.astype(np.int16), rate, "synthetic chirp (install espeak-ng for speech)"
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the WAV files.")] = Path("demo-out"),
+    input_wav: Annotated[
+        Path | None, typer.Option("--input", help="16-bit WAV to send (default: generated speech).")
+    ] = None,
+    network: Annotated[str, typer.Option(help="Network profile (see --list-networks).")] = "lossy-jittery",
+    codecs: Annotated[str, typer.Option(help="Comma-separated codec chain names.")] = "PCMU,PCMA,G722,opus",
+    list_networks: Annotated[bool, typer.Option(help="List network profiles and exit.")] = False,
+) -> None:
+    """Push a WAV through codecs and a simulated lossy, jittery network; write what comes out."""
+    if list_networks:
+        for p in PROFILES.values():
+            console.print(f"[bold]{p.name}[/]: {p}")
+        return
+    if network not in PROFILES:
+        raise typer.BadParameter(f"unknown network {network!r}; one of: {', '.join(PROFILES)}")
+    names = [c.strip() for c in codecs.split(",") if c.strip()]
+    for c in names:
+        if c not in CODECS:
+            raise typer.BadParameter(f"unknown codec {c!r}; one of: {', '.join(CODECS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if input_wav is not None:
+            source, rate = read_wav(input_wav)
+            label = str(input_wav)
+        else:
+            source, rate, label = demo_source(Path(tmp))
+    console.print(f"source: {label}, {len(source) / rate:.1f} s at {rate} Hz; network: [bold]{network}[/]")
+    table = Table(title=f"vpbx media demo over {network}")
+    for col in ("codec", "packets", "lost", "late", "concealed ms", "mean delay ms", "target ms"):
+        table.add_column(col, justify="left" if col == "codec" else "right")
+    for c in names:
+        r = run_chain(source, rate, c, PROFILES[network])
+        with WavWriter(out / f"{c}-{network}.wav", r.rate) as w:
+            w.write(r.output)
+        with WavWriter(out / f"{c}-reference.wav", r.rate) as w:
+            w.write(r.reference)
+        s = r.stats
+        table.add_row(
+            c,
+            str(r.packets_sent),
+            str(int(s["lost"])),
+            str(int(s["late"])),
+            f"{1000 * s['concealed_samples'] / r.rate:.0f}",
+            f"{s['mean_delay_ms']:.1f}",
+            f"{s['target_delay_ms']:.1f}",
+        )
+    console.print(table)
+    console.print(f"wrote {out}/<codec>-{network}.wav (received) and {out}/<codec>-reference.wav (sent)")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"vpbx {__version__}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
