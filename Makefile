@@ -50,16 +50,20 @@ cargo-test: system-deps
 
 fuzz: system-deps
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	for t in $$(cd $(FUZZ_DIR) && cargo fuzz list); do \
-	  (cd $(FUZZ_DIR)/.. && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none $$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -3) || exit 1; \
+	@for t in $$(cd $(FUZZ_DIR) && cargo fuzz list); do \
+	  log=$$(mktemp); echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  if (cd $(FUZZ_DIR)/.. && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none $$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) >$$log 2>&1); then grep -E "^Done" $$log; \
+	  else tail -40 $$log; echo "fuzz target $$t failed"; exit 1; fi; \
 	done
 
 pytest: build
 	$(BIN)/python -m pytest -q tests
 
+## Benchmarks (not tests): criterion in Rust, then the binding and call quality.
 bench: build
 	$(BIN)/pip install -q pesq
+	cargo bench --manifest-path bench/rust/Cargo.toml -- --warm-up-time 1 --measurement-time 3
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/call_quality.py
 

@@ -99,7 +99,10 @@ def main() -> None:
     args = ap.parse_args()
     source, rate = speech(args.seconds)
     rows = []
-    header = f"{'codec':6} {'network':14} {'PESQ':>5} {'late%':>6} {'lost%':>6} {'mean ms':>8} {'oracle ms':>9} {'ratio':>6} {'ok':>3}"
+    header = (
+        f"{'codec':6} {'network':14} {'PESQ':>5} {'late%':>6} {'lost%':>6} "
+        f"{'mean ms':>8} {'oracle ms':>9} {'ratio':>6} {'ok':>3}"
+    )
     print(header)
     for net in args.networks.split(","):
         profile = PROFILES[net]

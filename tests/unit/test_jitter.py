@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import dominant_freq, sine
 
+from conftest import dominant_freq, sine
 from vpbx.media import Encoder, JitterBuffer, MediaError, RtpPacket
 
 RATE, FRAME = 8000, 160

@@ -4,7 +4,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use media_core::codec::{self, Params};
 use media_core::mixer::Mixer;
 use media_core::resample::Resampler;
-use media_core::rtp::RtpView;
+use media_core::jitter::{JitterBuffer, JitterConfig};
+use media_core::rtp::{RtpPacket, RtpView};
 use std::hint::black_box;
 
 fn sine(rate: u32, n: usize) -> Vec<i16> {
@@ -117,6 +118,40 @@ fn dsp(c: &mut Criterion) {
         v.extend_from_slice(&[0xFF; 160]);
         v
     };
+    // Jitter buffer: one push and one pop per 20 ms frame of a PCMU stream.
+    let payload = {
+        let mut enc = codec::encoder("PCMU", 8000, 1, &Params::new()).unwrap();
+        let mut p = Vec::new();
+        enc.encode(&sine(8000, 160), &mut p).unwrap();
+        p
+    };
+    let cfg = JitterConfig {
+        payload_type: Some(media_core::PayloadType(0)),
+        ..JitterConfig::default()
+    };
+    let mut jb = JitterBuffer::new(cfg, codec::decoder("PCMU", 8000, 1, &Params::new()).unwrap()).unwrap();
+    let mut i: u32 = 0;
+    let mut pkt = RtpPacket {
+        payload_type: media_core::PayloadType(0),
+        ssrc: media_core::Ssrc(1),
+        payload,
+        ..RtpPacket::default()
+    }
+    .to_bytes()
+    .unwrap();
+    let mut out = Vec::with_capacity(200);
+    g.bench_function("jitter push+pop PCMU", |b| {
+        b.iter(|| {
+            // Sequence number and timestamp patched in place (RFC 3550 §5.1 offsets).
+            pkt[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+            pkt[4..8].copy_from_slice(&i.wrapping_mul(160).to_be_bytes());
+            let t = f64::from(i) * 20.0;
+            jb.push(&pkt, t).unwrap();
+            out.clear();
+            jb.pop(t + 1.0, &mut out).unwrap();
+            i = i.wrapping_add(1);
+        })
+    });
     g.bench_function("rtp parse", |b| b.iter(|| RtpView::parse(black_box(&pkt)).unwrap().payload().len()));
     g.finish();
 }
