@@ -3,6 +3,10 @@ telephone-event packets."""
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
+import wave
+
 import numpy as np
 import pytest
 
@@ -17,6 +21,7 @@ from vpbx.media import (
     parse_telephone_event,
     telephone_event_packets,
 )
+from vpbx.media.chain import resample
 
 KEYS = "0123456789*#ABCD"
 
@@ -94,3 +99,22 @@ def test_bad_dtmf_input_is_a_clear_error() -> None:
         telephone_event_packets("12", 100)
     with pytest.raises(MediaError):
         DtmfDetector(0)
+
+
+def test_speech_does_not_trigger_talk_off() -> None:
+    """Talk-off: a minute of synthetic speech in several voices yields no key."""
+    text = (
+        "Please hold while we transfer your call to the next available agent. "
+        "One two three four five six seven eight nine ten. She sells sea shells by the sea shore."
+    )
+    seconds = 0.0
+    for voice in ("en", "en-us", "de", "fr", "en+f3"):
+        with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+            subprocess.run(["espeak-ng", "-v", voice, "-w", f.name, text], check=True, capture_output=True)
+            with wave.open(f.name) as w:
+                x = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+                rate = w.getframerate()
+        speech = resample(x, rate, 8000)
+        seconds += len(speech) / 8000
+        assert DtmfDetector(8000).feed(speech) == [], voice
+    assert seconds > 30

@@ -164,7 +164,7 @@ impl WavWriter {
     ) -> PyResult<Self> {
         let frames = u64::from(sample_rate) * u64::from(header_interval_ms) / 1000;
         let w = wav::WavWriter::create(&path, sample_rate, channels)
-            .map_err(err)?
+            .map_err(|e| MediaError::new_err(format!("{}: {e}", path.display())))?
             .with_header_interval(frames);
         Ok(WavWriter {
             inner: Mutex::new(Some(w)),
@@ -181,7 +181,8 @@ impl WavWriter {
         let w = g
             .as_mut()
             .ok_or_else(|| MediaError::new_err(format!("{}: writer is closed", self.path)))?;
-        py.detach(|| w.write(&s)).map_err(err)
+        py.detach(|| w.write(&s))
+            .map_err(|e| MediaError::new_err(format!("{}: {e}", self.path)))
     }
 
     /// Rewrites the header to cover everything written so far.
@@ -220,7 +221,9 @@ impl WavWriter {
 /// Fixes the sizes in the header of a WAV whose writer died; returns a report.
 #[pyfunction]
 pub fn repair_wav<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let r = py.detach(|| wav::repair(&path)).map_err(err)?;
+    let r = py
+        .detach(|| wav::repair(&path))
+        .map_err(|e| MediaError::new_err(format!("{}: {e}", path.display())))?;
     let d = PyDict::new(py);
     d.set_item("changed", r.changed)?;
     d.set_item("frames", r.frames)?;
