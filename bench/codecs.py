@@ -92,7 +92,7 @@ def main() -> None:
         add(
             f"resample {a}->{b}",
             per_call_ns(partial(r.process, frame)),
-            rust_ns("dsp_20ms", f"resample {a}->{b}"),
+            rust_ns("dsp_20ms", f"resample {a}-_{b}"),
         )
 
     for n in (3, 10):

@@ -15,7 +15,7 @@ pub fn codec_names() -> Vec<&'static str> {
 
 #[pyclass(module = "vpbx._native")]
 pub struct Encoder {
-    inner: Mutex<Box<dyn codec::Encoder>>,
+    inner: Mutex<(Box<dyn codec::Encoder>, Vec<u8>)>,
     #[pyo3(get)]
     name: &'static str,
     #[pyo3(get)]
@@ -38,7 +38,7 @@ impl Encoder {
             sample_rate: e.sample_rate(),
             clock_rate: e.clock_rate(),
             channels: e.channels(),
-            inner: Mutex::new(e),
+            inner: Mutex::new((e, Vec::with_capacity(4096))),
         })
     }
 
@@ -46,11 +46,12 @@ impl Encoder {
     fn encode<'py>(&self, py: Python<'py>, pcm: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
         let a = crate::conv::pcm(pcm, "pcm")?;
         let s = samples(&a);
-        let mut out = Vec::with_capacity(s.len() * 2);
         let mut guard = self.inner.lock().expect("encoder lock");
-        let enc: &mut dyn codec::Encoder = &mut **guard;
-        py.detach(|| enc.encode(&s, &mut out)).map_err(err)?;
-        Ok(PyBytes::new(py, &out))
+        let (enc, out) = &mut *guard;
+        let enc: &mut dyn codec::Encoder = &mut **enc;
+        out.clear();
+        py.detach(|| enc.encode(&s, out)).map_err(err)?;
+        Ok(PyBytes::new(py, out))
     }
 
     fn __repr__(&self) -> String {
@@ -63,7 +64,7 @@ impl Encoder {
 
 #[pyclass(module = "vpbx._native")]
 pub struct Decoder {
-    inner: Mutex<Box<dyn codec::Decoder>>,
+    inner: Mutex<(Box<dyn codec::Decoder>, Vec<i16>)>,
     #[pyo3(get)]
     name: &'static str,
     #[pyo3(get)]
@@ -86,17 +87,20 @@ impl Decoder {
             sample_rate: d.sample_rate(),
             clock_rate: d.clock_rate(),
             channels: d.channels(),
-            inner: Mutex::new(d),
+            inner: Mutex::new((d, Vec::with_capacity(5760))),
         })
     }
 
     /// Decodes one RTP payload to int16 PCM at `sample_rate`.
     fn decode<'py>(&self, py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyArray1<i16>>> {
-        let mut out = Vec::with_capacity(payload.len() * 2);
+        // Decode into a reused buffer, then one copy into the numpy array:
+        // cheaper than a fresh allocation per call.
         let mut guard = self.inner.lock().expect("decoder lock");
-        let dec: &mut dyn codec::Decoder = &mut **guard;
-        py.detach(|| dec.decode(payload, &mut out)).map_err(err)?;
-        Ok(array(py, out))
+        let (dec, out) = &mut *guard;
+        let dec: &mut dyn codec::Decoder = &mut **dec;
+        out.clear();
+        py.detach(|| dec.decode(payload, out)).map_err(err)?;
+        Ok(PyArray1::from_slice(py, out))
     }
 
     /// `samples` (per channel) of loss concealment.
@@ -104,7 +108,7 @@ impl Decoder {
         check_len(samples, self.sample_rate)?;
         let mut out = Vec::with_capacity(samples * usize::from(self.channels));
         let mut guard = self.inner.lock().expect("decoder lock");
-        let dec: &mut dyn codec::Decoder = &mut **guard;
+        let dec: &mut dyn codec::Decoder = &mut *guard.0;
         py.detach(|| dec.conceal(samples, &mut out)).map_err(err)?;
         Ok(array(py, out))
     }
@@ -120,7 +124,7 @@ impl Decoder {
         check_len(samples, self.sample_rate)?;
         let mut out = Vec::with_capacity(samples * usize::from(self.channels));
         let mut guard = self.inner.lock().expect("decoder lock");
-        let dec: &mut dyn codec::Decoder = &mut **guard;
+        let dec: &mut dyn codec::Decoder = &mut *guard.0;
         py.detach(|| dec.recover(next_payload, samples, &mut out))
             .map_err(err)?;
         Ok(array(py, out))
@@ -131,6 +135,7 @@ impl Decoder {
         self.inner
             .lock()
             .expect("decoder lock")
+            .0
             .samples_in(payload)
             .map_err(err)
     }

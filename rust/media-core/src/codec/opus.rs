@@ -261,8 +261,16 @@ impl Decoder for OpusDecoder {
         if payload.is_empty() {
             return Err(Error::malformed("opus payload", "empty payload"));
         }
-        let max = self.rate as usize * 120 / 1000;
-        self.run(Some(payload), max, false, out)
+        // Size the output from the TOC (RFC 6716 §3.1) rather than the 120 ms
+        // maximum: less to zero-fill and to copy on the hot path.
+        let n = self.samples_in(payload)?;
+        if n == 0 || n > self.rate as usize * 120 / 1000 {
+            return Err(Error::malformed(
+                "opus payload",
+                format!("{n} samples per channel"),
+            ));
+        }
+        self.run(Some(payload), n, false, out)
     }
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) -> Result<()> {
         let start = out.len();
