@@ -104,8 +104,11 @@ def test_spikes_raise_the_target_then_it_shrinks_back() -> None:
     pkts = stream(60.0)
     arr = [40.0 + 20 * i for i in range(len(pkts))]
     for spike in (200, 400):  # two 200 ms stalls, 4 s apart
+        # Everything sent during the stall comes out in a clump when it
+        # clears, together with the first packet sent after it.
+        release = arr[spike] + 200.0
         for i in range(spike, spike + 10):
-            arr[i] = max(arr[i], arr[spike] + 200.0)
+            arr[i] = max(arr[i], release)
     jb = JitterBuffer(RATE, 20, codec="PCMU", peak_hold_ms=5000)
     play(jb, pkts[:600], arr[:600], 12_000)
     grown = jb.stats()["target_delay_ms"]

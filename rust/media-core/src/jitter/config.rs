@@ -11,7 +11,7 @@ pub struct JitterConfig {
     /// Duration of PCM returned by each `pop` (ms). Default 20.
     pub ptime_ms: u32,
     /// Lower bound of the target delay (ms). Default 0 (the target is never
-    /// below `ptime_ms + 5` anyway).
+    /// below 5 anyway).
     pub min_delay_ms: u32,
     /// Upper bound of the target delay (ms); a buffering delay beyond it
     /// (plus one ptime) makes the buffer skip ahead. Default 1000.
@@ -19,7 +19,7 @@ pub struct JitterConfig {
     /// Most packets held; on overflow the oldest is discarded. Default 256.
     pub max_packets: usize,
     /// Fraction of packets that should arrive in time (quantile of the
-    /// relative delay the target covers), in (0, 1). Default 0.95.
+    /// usable delay the target covers), in (0, 1). Default 0.99.
     pub quantile: f64,
     /// Payload type to decode; packets of other types (e.g. RFC 4733
     /// telephone-event) are counted as discarded. `None` decodes all. Default None.
@@ -27,7 +27,9 @@ pub struct JitterConfig {
     /// Time constant (ms of media) with which old delay measurements are
     /// forgotten. Default 10000.
     pub history_ms: u32,
-    /// How long recurring delay spikes keep the target at their height (ms).
+    /// How long recurring delay spikes keep the target at their height (ms):
+    /// a spike within this time after the previous one shows they recur, and
+    /// the target stays up until this time has passed after the last spike.
     /// Default 10000.
     pub peak_hold_ms: u32,
     /// Most of the played voiced audio that may be cut to shrink the delay,
@@ -46,7 +48,7 @@ impl Default for JitterConfig {
             min_delay_ms: 0,
             max_delay_ms: 1000,
             max_packets: 256,
-            quantile: 0.95,
+            quantile: 0.99,
             payload_type: None,
             history_ms: 10_000,
             peak_hold_ms: 10_000,

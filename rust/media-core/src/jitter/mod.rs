@@ -12,20 +12,28 @@
 //! * **Delay.** The buffering delay of the next media sample is
 //!   `D = now + queued - media(next_pos) - min(arrival - media)`: how long
 //!   after a packet on the fastest recent path it will be heard. A packet is
-//!   in time when its relative delay (`arrival - media - min`) is at most D.
-//! * **Target.** `T = max(quantile, recurring spikes) + ptime + GUARD_MS`
-//!   over the relative delays (module `delay`), clamped to `min_delay_ms ..=
-//!   max_delay_ms`. The ptime term covers packets that start anywhere inside
-//!   the frame being popped. D follows T by time stretching (module
-//!   `stretch`): shrink when `D > T + GUARD_MS`, grow when `D < T -
-//!   GUARD_MS`. Small corrections (clock drift) edit only silent frames or
-//!   resample a frame by 1%; from 15 ms off, whole pitch periods are cut or
-//!   repeated. Cutting voiced audio is limited to `shrink_rate` of the
-//!   played time; growing is not limited.
+//!   in time when it is there at the pop that needs its first sample, i.e.
+//!   when its *usable delay* (the time of the first pop at or after its
+//!   arrival, `- media - min`) is at most D; where that sample falls within
+//!   the popped frame does not matter.
+//! * **Target.** `T = max(quantile, recurring spikes) + GUARD_MS` over the
+//!   usable delays (module `delay`), clamped to `min_delay_ms ..=
+//!   max_delay_ms`. Usable delays include the wait for the next pop, so no
+//!   margin for the frame/packet misalignment is added. D follows T by time
+//!   stretching (module `stretch`): shrink when `D > T + GUARD_MS`, grow
+//!   when `D < T - GUARD_MS`, so D stays at or above the quantile. Small
+//!   corrections (clock drift) edit only silent frames or resample a frame
+//!   by 1%; from 15 ms off, whole pitch periods are cut or repeated. Cutting
+//!   voiced audio is limited to `shrink_rate` of the played time; growing is
+//!   not limited.
 //! * **Gaps.** A gap before the next buffered packet is filled by
-//!   concealment (Opus: in-band FEC for the frame just before the packet)
-//!   and is crossed at once up to where D equals T if D is above it. The
-//!   missing packets count as lost, or as late if they come afterwards.
+//!   concealment and is crossed at once up to where D equals T if D is above
+//!   it. Concealment covers only what the current pop needs, so a missing
+//!   packet that comes before the rest of its span is due still plays that
+//!   rest. Opus in-band FEC (RFC 6716 §2.1.7) rebuilds the frame just before
+//!   a buffered packet, but only whole: it is used at that frame's deadline,
+//!   when the pop needs all that is left of it. The missing packets count as
+//!   lost, or as late if they come afterwards.
 //! * **Underrun.** With nothing buffered the buffer *holds*: it conceals
 //!   without advancing the timeline. A delay spike thus stretches the delay
 //!   instead of losing the delayed packets; after a DTX pause (timestamps
@@ -50,6 +58,8 @@ mod stretch;
 mod tests;
 #[cfg(test)]
 mod tests_net;
+#[cfg(test)]
+mod tests_timing;
 
 use crate::codec::Decoder;
 use crate::error::{Error, Result};
@@ -61,7 +71,8 @@ use delay::DelayEstimator;
 pub use replay::replay;
 
 /// Half-width of the band around the target where no stretching happens,
-/// and the extra margin included in the target (ms).
+/// and the margin included in the target so that the band stays above the
+/// quantile (ms).
 pub const GUARD_MS: f64 = 5.0;
 
 /// Times (ms) beyond ±this are refused (about 300 years), which keeps all
@@ -178,7 +189,13 @@ impl JitterBuffer {
         Ok(JitterBuffer {
             store: PacketStore::new(cfg.max_packets),
             seqs: SeqWindow::new(),
-            est: DelayEstimator::new(cfg.max_delay_ms, cfg.quantile, cfg.history_ms, cfg.peak_hold_ms),
+            est: DelayEstimator::new(
+                cfg.max_delay_ms,
+                cfg.quantile,
+                cfg.history_ms,
+                cfg.peak_hold_ms,
+                cfg.ptime_ms,
+            ),
             ssrc: None,
             epoch: 0,
             cand: Candidate {
@@ -397,7 +414,7 @@ impl JitterBuffer {
             self.stats.discarded += 1;
             return;
         }
-        self.est.update(arrival_ms, self.ms(pos), self.ms(len));
+        self.est.observe(arrival_ms, self.ms(pos), self.ms(len));
         self.seqs.mark(seq);
         if newer {
             self.newest = Some(Newest { seq, pos, len });

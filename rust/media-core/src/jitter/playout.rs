@@ -79,6 +79,7 @@ impl JitterBuffer {
         if !super::valid_time(now_ms) {
             return Err(Error::invalid(format!("jitter buffer: time {now_ms} ms")));
         }
+        self.est.settle(now_ms);
         if !self.play.started {
             let Some(first) = self.store.front().map(|f| f.pos) else {
                 return Ok(false);
@@ -131,7 +132,7 @@ impl JitterBuffer {
 
     /// Target buffering delay (ms), see the module docs.
     fn target_ms(&self, now_ms: f64) -> f64 {
-        let t = self.est.jitter_ms(now_ms) + f64::from(self.cfg.ptime_ms) + GUARD_MS;
+        let t = self.est.jitter_ms(now_ms) + GUARD_MS;
         t.clamp(f64::from(self.cfg.min_delay_ms), f64::from(self.cfg.max_delay_ms))
     }
 
@@ -198,15 +199,16 @@ impl JitterBuffer {
         let gap = pos - self.play.next_pos;
         if gap > 0 {
             // In-band FEC (RFC 6716 §2.1.7) rebuilds the frame just before
-            // this packet, and only as a whole: conceal up to that frame,
-            // then recover it in one go. Without FEC, conceal piecewise, so
-            // that a late packet can still fill the rest of its span.
+            // this packet, and only as a whole. Use it at that frame's
+            // deadline: when this pop needs all that is left of it. Until
+            // then conceal just what this pop needs, as for codecs without
+            // FEC, so that the missing packet (perhaps only overtaken by its
+            // successor) can still fill the rest of its span.
             let fec = self.fec && self.missing_before(seq, epoch) && self.play.decoded_any;
-            if fec && gap <= len {
+            if fec && gap <= len && gap <= need_ch {
                 self.recover_front(gap);
             } else {
-                let k = if fec { gap - len } else { gap };
-                self.conceal(k.min(need_ch), true);
+                self.conceal(gap.min(need_ch), true);
             }
             return;
         }
@@ -239,21 +241,23 @@ impl JitterBuffer {
         }
     }
 
-    /// Recovers the `gap` samples before the first buffered packet from it.
+    /// Recovers the `gap` samples before the first buffered packet from it:
+    /// the whole frame before the packet (as long as the packet) is rebuilt
+    /// and its last `gap` samples are queued (the rest was concealed).
     fn recover_front(&mut self, gap: i64) {
         let Some(front) = self.store.front() else {
             return;
         };
-        let start = self.play.pcm.len();
-        let n = gap as usize * self.ch;
-        if self
-            .dec
-            .recover(&front.payload, gap as usize, &mut self.play.pcm)
-            .is_err()
-        {
-            self.play.pcm.truncate(start);
+        let frame = front.len.max(gap) as usize;
+        let keep = gap as usize * self.ch;
+        let scratch = &mut self.play.scratch;
+        scratch.clear();
+        if self.dec.recover(&front.payload, frame, scratch).is_err() {
+            scratch.clear();
         }
-        self.play.pcm.resize(start + n, 0);
+        scratch.resize(frame * self.ch, 0);
+        let tail = scratch.len() - keep;
+        self.play.pcm.extend_from_slice(&scratch[tail..]);
         self.play.conceal_run += gap;
         self.stats.concealed_samples += gap as u64;
         self.play.next_pos += gap;

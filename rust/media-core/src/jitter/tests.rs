@@ -165,9 +165,10 @@ fn in_order_stream_plays_bit_exact() {
         |_, _| {},
     );
     let start = find_start(&out, &reference);
-    // Start-up delay: the target (ptime + guard = 25 ms) minus the 7 ms the
-    // first packet already waited.
-    assert_eq!(start, 18 * 8);
+    // Every packet waits 7 ms for the next pop (rounded up to the 1 ms bin of
+    // the delay histogram: 8), plus the guard: a 13 ms target. The start-up
+    // delay is that minus the 7 ms the first packet already waited.
+    assert_eq!(start, 6 * 8);
     assert!(out[..start].iter().all(|&s| s == 0));
     assert_continues(&out, start, &reference);
     let s = b.stats();
@@ -177,9 +178,9 @@ fn in_order_stream_plays_bit_exact() {
         (s.lost, s.late, s.discarded, s.duplicates, s.reordered),
         (0, 0, 0, 0, 0)
     );
-    assert_eq!(s.target_delay_ms, 25.0);
-    assert!((s.current_delay_ms - 25.0).abs() < 0.2, "{}", s.current_delay_ms);
-    assert!((s.mean_delay_ms - 25.0).abs() < 0.2);
+    assert_eq!(s.target_delay_ms, 13.0);
+    assert!((s.current_delay_ms - 13.0).abs() < 0.2, "{}", s.current_delay_ms);
+    assert!((s.mean_delay_ms - 13.0).abs() < 0.2);
     assert_eq!(s.packets_received, s.played + s.buffered_packets);
 }
 

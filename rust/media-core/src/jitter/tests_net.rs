@@ -98,7 +98,11 @@ fn drift(ppm: f64) -> JitterStats {
         }
     });
     let s = b.stats();
-    assert!(lo > -9.0 && hi < 12.0, "delay stays near the target: {lo}..{hi}");
+    // The drift moves the arrivals across the pops: every 200 s the packets
+    // that came just before a pop come just after it and wait one pop
+    // interval longer (or, for a fast sender, the other way round). The
+    // target steps by that much, and the delay follows.
+    assert!(lo > -25.0 && hi < 25.0, "delay stays near the target: {lo}..{hi}");
     assert!(s.concealed_samples <= 3 * 160, "{s:?}");
     assert!(s.late <= 3, "{s:?}");
     assert_eq!(s.lost, 0);
@@ -265,7 +269,7 @@ fn backlog_after_an_outage_is_skipped() {
 
 /// A fake codec: each payload byte is one sample (value × 100); concealment
 /// is -1 and FEC recovery -2 per sample; a payload starting 0xEE fails.
-struct Mock(Arc<Mutex<Vec<String>>>);
+pub(super) struct Mock(pub Arc<Mutex<Vec<String>>>);
 
 impl Decoder for Mock {
     fn name(&self) -> &'static str {
@@ -323,23 +327,27 @@ fn fec_recovers_the_frame_before_a_present_packet() {
     sent.retain(|p| ![10u8, 20, 21].contains(&p.bytes[3]));
     let out = run(&mut b, sent, 1.0, 90, |_, _| {});
     let log = log.lock().unwrap().clone();
-    assert!(log.contains(&"recover 12 160".to_string()), "{log:?}");
-    // Two in a row: the first is concealed, the second recovered from 22.
-    let i = log
-        .iter()
-        .position(|l| l == "recover 23 160")
-        .expect("FEC for 21");
-    assert!(log[i - 1].starts_with("conceal"));
-    // The undecodable frame 40 is concealed too, not skipped.
-    let concealed: usize = log
-        .iter()
-        .filter_map(|l| l.strip_prefix("conceal "))
-        .map(|n| n.parse::<usize>().unwrap())
-        .sum();
-    assert_eq!(concealed, 2 * 160);
+    // Pops at 1 + 20 i with a 60 ms delay: each pop needs the first 1 ms (8
+    // samples) of a frame, the next pop the rest. FEC is used only at that
+    // second pop, the deadline of what is left of the missing frame (the
+    // packet could still have come until then); it rebuilds the whole frame,
+    // of which the last 152 samples are played.
+    assert_eq!(
+        log,
+        [
+            "conceal 8",
+            "recover 12 160",
+            // Two in a row: 20 is concealed, 21 recovered from 22.
+            "conceal 8",
+            "conceal 160",
+            "recover 23 160",
+            // The undecodable frame 40 is concealed too, not skipped.
+            "conceal 160",
+        ]
+    );
     let s = b.stats();
     assert_eq!((s.lost, s.discarded, s.concealed_samples), (3, 1, 4 * 160));
-    assert_eq!(out.iter().filter(|&&x| x == -2).count(), 2 * 160);
+    assert_eq!(out.iter().filter(|&&x| x == -2).count(), 2 * 152);
 }
 
 #[test]
