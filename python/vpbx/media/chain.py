@@ -36,6 +36,8 @@ class ChainResult:
     output: Pcm
     packets_sent: int
     stats: dict[str, float] = field(default_factory=dict)
+    #: Time of the receiver's first playout tick (ms); ticks follow every ptime.
+    first_tick_ms: float = 0.0
 
 
 def resample(pcm: Pcm, rate_in: int, rate_out: int) -> Pcm:
@@ -84,7 +86,11 @@ def run_chain(
     jb = JitterBuffer(clock, ptime_ms, codec=name, payload_type=pt, **dec_params, **jitter_params)  # type: ignore[arg-type]
     out: list[Pcm] = []
     k = 0
-    t = float(np.nanmin(arrive)) if order else 0.0
+    # The receiver's playout clock ticks every ptime at a phase of its own,
+    # unrelated to when packets arrive (drawn from the seed).
+    phase = float(np.random.default_rng(seed + 7).uniform(0.0, ptime_ms))
+    t0 = float(np.nanmin(arrive)) + phase if order else 0.0
+    t = t0
     end = float(np.nanmax(arrive)) + 1500.0 if order else 0.0
     while t <= end:
         while k < len(order) and arrive[order[k]] <= t:
@@ -95,4 +101,4 @@ def run_chain(
             out.append(got)
         t += ptime_ms
     output = np.concatenate(out) if out else np.zeros(0, np.int16)
-    return ChainResult(codec, profile.name, rate, ref, output, n, dict(jb.stats()))
+    return ChainResult(codec, profile.name, rate, ref, output, n, dict(jb.stats()), t0)
