@@ -3,6 +3,8 @@ read, answered, rewritten and re-serialized without an exception."""
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +21,13 @@ from vpbx.sdp import (
     serialize,
 )
 
-FUZZ = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# SDP_FUZZ_EXAMPLES=20000 for a longer run; the default keeps the unit suite quick.
+FUZZ = settings(
+    max_examples=int(os.environ.get("SDP_FUZZ_EXAMPLES", "400")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 VALID = (
     "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"

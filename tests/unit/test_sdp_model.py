@@ -445,6 +445,16 @@ def test_ipv6() -> None:
     assert Connection.parse("IN IP6 ff15::101/3") == Connection("ff15::101", "IP6", count=3)
 
 
+def test_generic_line_values_and_bandwidth() -> None:
+    sd = parse(ALL_FIELDS)
+    assert sd.values("k") == ["clear:secret"] and sd.values("x") == ["an unknown line type"]
+    assert sd.bandwidths == {"CT": 128}
+    assert parse(CISCO_VIDEO_REJECTED).media[0].bandwidths == {"TIAS": 64000}
+    assert parse(BARESIP).media[0].bandwidths == {"AS": 134}
+    odd = parse(BARESIP.replace(b"b=AS:134", b"b=AS:lots"))
+    assert odd.media[0].bandwidths == {} and odd.media[0].values("b") == ["AS:lots"]
+
+
 def test_empty_session_name_keeps_its_space() -> None:
     assert parse(EMPTY_SESSION_NAME).session_name == " "
 
@@ -462,7 +472,11 @@ def test_lf_only_cr_only_blank_lines_and_trailing_whitespace() -> None:
     trailing = ASTERISK.replace(m_line, m_line.replace(b" ", b"  ") + b"  \t")
     assert parse(trailing).media == canonical.media  # the m= line is re-spaced canonically
     # trailing whitespace elsewhere is harmless and kept as it was
-    assert parse(ASTERISK.replace(b"a=ptime:20", b"a=ptime:20 ")).media[0].ptime == 20
+    spaced = ASTERISK.replace(b"a=ptime:20", b"a=ptime:20 ").replace(b"a=sendrecv", b"a=sendrecv \t")
+    sd = parse(spaced)
+    assert sd.media[0].ptime == 20 and sd.media[0].direction is Direction.SENDRECV
+    assert sd.media[0].has_attribute("sendrecv") and not sd.media[0].has_attribute("send")
+    assert serialize(sd) == spaced
 
 
 def test_missing_s_and_t_lines_are_tolerated() -> None:

@@ -465,3 +465,37 @@ def test_argument_checks_and_codec_specs() -> None:
         CodecSpec.parse("opus/fast")
     with pytest.raises(ValueError, match="empty"):
         CodecSpec.parse("/8000")
+
+
+T38 = sdp("""
+v=0
+o=- 1 2 IN IP4 192.0.2.5
+s=-
+c=IN IP4 192.0.2.5
+t=0 0
+m=audio 5000 RTP/AVP 0
+a=sendrecv
+m=image 5002 udptl t38
+a=T38FaxVersion:0
+a=T38FaxRateManagement:transferredTCF
+""")
+
+
+def test_non_rtp_media_is_anchored_without_rtcp_or_codecs() -> None:
+    out = rewrite(parse(T38), opts(2, replace_session_connection=True, strip=["PCMU"], ptime=20))
+    assert changes(T38, out.sdp) == [
+        "- c=IN IP4 192.0.2.5",
+        "+ c=IN IP4 203.0.113.1",
+        "- m=audio 5000 RTP/AVP 0",
+        "+ m=audio 30000 RTP/AVP 0",  # PCMU is the only codec: stripping it is refused
+        "- m=image 5002 udptl t38",  # (after a=sendrecv, which stays)
+        "+ a=ptime:20",
+        "+ a=rtcp:30001",
+        "+ m=image 30002 udptl t38",  # no a=rtcp, no codec handling for non-RTP media
+    ]
+    assert out.warnings == ["m-line 0: codec options would leave no codec; left unchanged"]
+
+
+def test_port_zero_rejects_a_stream_in_the_rewrite() -> None:
+    out = rewrite(parse(T38), RewriteOptions(PUBLIC, [30000, 0]))
+    assert out.sdp.media[1].m_value == "image 0 udptl t38" and out.media[1] is None

@@ -90,7 +90,12 @@ class Line:
 
     def is_attr(self, name: str) -> bool:
         """True for an a= line of this name (names compared case-insensitively)."""
-        return self.type == "a" and self.value.partition(":")[0].lower() == name.lower()
+        if self.type != "a":
+            return False
+        v, n = self.value, len(name)
+        if len(v) > n and v[n] != ":" and v[n:].strip():
+            return False  # a longer name; trailing whitespace after a property attribute is fine
+        return len(v) >= n and v[:n].lower() == name.lower()
 
 
 class Direction(StrEnum):

@@ -69,6 +69,21 @@ class _Lines:
 
     lines: list[Line]
 
+    def values(self, type_: str) -> list[str]:
+        """The values of every ``<type>=`` line here (``"i"``, ``"b"``, ``"k"``...), in order."""
+        return [ln.value for ln in self.lines if ln.type == type_]
+
+    @property
+    def bandwidths(self) -> dict[str, int]:
+        """``b=<bwtype>:<bandwidth>`` lines (RFC 8866 §5.8; TIAS per RFC 3890), e.g.
+        ``{"AS": 64}``; unreadable ones are skipped (they are kept in the text all the same)."""
+        out: dict[str, int] = {}
+        for value in self.values("b"):
+            kind, _, amount = value.strip().partition(":")
+            if kind and _is_uint(amount):
+                out.setdefault(kind, int(amount))
+        return out
+
     def attributes(self, name: str) -> list[str]:
         """Values of every ``a=<name>`` line here, in order ("" for property attributes)."""
         return [ln.value.partition(":")[2] for ln in self.lines if ln.is_attr(name)]
@@ -106,7 +121,9 @@ class _Lines:
     def remove_attributes(self, *names: str) -> int:
         """Drop every ``a=`` line with one of these names; returns how many went."""
         wanted = {n.lower() for n in names}
-        keep = [ln for ln in self.lines if not (ln.type == "a" and (ln.attr_name or "").lower() in wanted)]
+        keep = [
+            ln for ln in self.lines if not (ln.type == "a" and (ln.attr_name or "").strip().lower() in wanted)
+        ]
         removed = len(self.lines) - len(keep)
         self.lines = keep
         return removed
@@ -116,8 +133,8 @@ class _Lines:
         """The direction attribute written here, if any (the last one wins if several)."""
         found = None
         for ln in self.lines:
-            if ln.type == "a" and ln.value.lower() in _DIRECTIONS:
-                found = Direction(ln.value.lower())
+            if ln.type == "a" and ln.value.strip().lower() in _DIRECTIONS:
+                found = Direction(ln.value.strip().lower())
         return found
 
     def set_direction(self, direction: Direction | None) -> None:
@@ -125,7 +142,7 @@ class _Lines:
         out: list[Line] = []
         done = direction is None
         for ln in self.lines:
-            if ln.type == "a" and ln.value.lower() in _DIRECTIONS:
+            if ln.type == "a" and ln.value.strip().lower() in _DIRECTIONS:
                 if not done:
                     out.append(Line.attribute(str(direction)))
                     done = True
@@ -211,42 +228,47 @@ class MediaSection(_Lines):
         pts = (int(f) for f in self.formats if _is_uint(f) and str(int(f)) == f and int(f) <= 127)
         return list(dict.fromkeys(pts))
 
-    def _rtpmaps(self) -> dict[int, Codec]:
+    def _codec_lines(self) -> tuple[dict[int, Codec], dict[str, str]]:
+        # One pass: rtpmap by payload type (the first wins) and fmtp parameters by format.
         maps: dict[int, Codec] = {}
+        fmtps: dict[str, str] = {}
         for ln in self.lines:
-            if ln.is_attr("rtpmap"):
-                c = _parse_rtpmap(ln.value.partition(":")[2], None)
+            if ln.type != "a":
+                continue
+            name, _, value = ln.value.partition(":")
+            name = name.lower()
+            if name == "rtpmap":
+                c = _parse_rtpmap(value, None)
                 if c.pt is not None:
                     maps.setdefault(c.pt, c)
-        return maps
+            elif name == "fmtp":
+                token, _, params = value.partition(" ")
+                fmtps.setdefault(token, params.strip())
+        return maps, fmtps
 
     def fmtp(self, fmt: int | str) -> str | None:
         """The parameters of ``a=fmtp:<fmt> <params>``, or None (RFC 8866 §6.15)."""
-        want = str(fmt)
-        for value in self.attributes("fmtp"):
-            token, _, params = value.partition(" ")
-            if token == want:
-                return params.strip()
-        return None
+        return self._codec_lines()[1].get(str(fmt))
 
     def codec(self, pt: int) -> Codec | None:
         """The codec behind payload type ``pt``: its rtpmap, else the RFC 3551 static entry."""
-        base = self._rtpmaps().get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
+        maps, fmtps = self._codec_lines()
+        base = maps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
         if base is None:
             return None
-        return replace(base, fmtp=self.fmtp(pt), pt=pt)
+        return Codec(base.name, base.clock_rate, base.channels, fmtps.get(str(pt)), pt)
 
     def codecs(self) -> list[Codec]:
         """The m= line's payload types as codecs, in its order; formats without a mapping (no
         rtpmap, not static) are left out, as they are from every codec operation."""
         if not self.is_rtp:
             return []
-        maps = self._rtpmaps()
+        maps, fmtps = self._codec_lines()
         out = []
         for pt in self.payload_types:
             base = maps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
             if base is not None:
-                out.append(replace(base, fmtp=self.fmtp(pt), pt=pt))
+                out.append(Codec(base.name, base.clock_rate, base.channels, fmtps.get(str(pt)), pt))
         return out
 
     def _ms_attribute(self, name: str) -> int | None:

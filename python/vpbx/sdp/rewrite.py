@@ -161,7 +161,7 @@ class MediaRewrite:
 @dataclass
 class Rewritten:
     sdp: SessionDescription
-    media: list[MediaRewrite | None]  # None for m-lines left alone (port 0)
+    media: list[MediaRewrite | None]  # None for m-lines with port 0 (rejected before or now)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -198,6 +198,9 @@ def _codecs(
 ) -> MediaRewrite:
     result = MediaRewrite(index)
     original = m.codecs()
+    if not (opts.strip or opts.mask or opts.offer or opts.transcode):
+        result.kept = original
+        return result
     strip_all, strip = _specs(opts.strip)
     mask_all, mask = _specs(opts.mask)
     prefer = [CodecSpec.parse(n) for n in opts.offer]
@@ -238,7 +241,9 @@ def _codecs(
     if had_codec and not any(not c.is_auxiliary for c in (*result.kept, *result.added)):
         warnings.append(f"m-line {index}: codec options would leave no codec; left unchanged")
         return MediaRewrite(index, kept=original)
-    m.remove_formats([c.pt for c in (*result.stripped, *result.masked) if c.pt is not None])
+    gone = [c.pt for c in (*result.stripped, *result.masked) if c.pt is not None]
+    if gone:
+        m.remove_formats(gone)
     if prefer:
         first = [str(c.pt) for s in prefer for c in result.kept if s.matches(c)]
         first = list(dict.fromkeys(first))
@@ -324,7 +329,8 @@ def rewrite(sd: SessionDescription, opts: RewriteOptions) -> Rewritten:
     }
     plans: list[MediaRewrite | None] = []
     for i, m in enumerate(out.media):
-        if m.rejected:
+        if m.rejected or opts.ports[i] == 0:
+            m.port = 0  # §6 of RFC 3264: port zero rejects; nothing else to anchor
             plans.append(None)
             continue
         m.port = opts.ports[i]
