@@ -1,0 +1,87 @@
+"""SDP for vpbx: the session description model (RFC 8866), offer/answer (RFC 3264) and the
+media-anchoring rewrite used by the B2BUA and the NG media node. Sans-IO and pure Python.
+
+- :mod:`vpbx.sdp.model`: :func:`parse`, :func:`serialize`, :class:`SessionDescription`,
+  :class:`MediaSection` and typed accessors; :class:`SdpError` for malformed input.
+- :mod:`vpbx.sdp.negotiate`: :func:`answer`, :func:`offer`, :func:`negotiated`, hold/resume.
+- :mod:`vpbx.sdp.rewrite`: :func:`rewrite` with rtpengine-style options.
+"""
+
+from vpbx.sdp.model import (
+    ICE_ATTRIBUTES,
+    KNOWN_CODECS,
+    STATIC_PAYLOAD_TYPES,
+    Codec,
+    Connection,
+    Direction,
+    Line,
+    MediaSection,
+    Origin,
+    Rtcp,
+    SdpError,
+    SessionDescription,
+    known_codec,
+    parse,
+    parse_fmtp,
+    serialize,
+)
+from vpbx.sdp.negotiate import (
+    DYNAMIC_PAYLOAD_TYPES,
+    Capabilities,
+    NegotiatedMedia,
+    answer,
+    assign_payload_types,
+    choose_codecs,
+    common_codec,
+    default_capabilities,
+    hold,
+    is_held,
+    is_on_hold,
+    negotiated,
+    offer,
+    resume,
+    same_codec,
+    update_version,
+)
+from vpbx.sdp.rewrite import CodecSpec, MediaRewrite, RewriteOptions, Rewritten, RtcpMux, rewrite
+
+__all__ = [
+    "DYNAMIC_PAYLOAD_TYPES",
+    "ICE_ATTRIBUTES",
+    "KNOWN_CODECS",
+    "STATIC_PAYLOAD_TYPES",
+    "Capabilities",
+    "Codec",
+    "CodecSpec",
+    "Connection",
+    "Direction",
+    "Line",
+    "MediaRewrite",
+    "MediaSection",
+    "NegotiatedMedia",
+    "Origin",
+    "RewriteOptions",
+    "Rewritten",
+    "Rtcp",
+    "RtcpMux",
+    "SdpError",
+    "SessionDescription",
+    "answer",
+    "assign_payload_types",
+    "choose_codecs",
+    "common_codec",
+    "default_capabilities",
+    "hold",
+    "is_held",
+    "is_on_hold",
+    "known_codec",
+    "negotiated",
+    "offer",
+    "parse",
+    "parse_fmtp",
+    "resume",
+    "rewrite",
+    "same_codec",
+    "serialize",
+    "update_version",
+]
