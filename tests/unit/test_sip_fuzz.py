@@ -133,8 +133,19 @@ def test_stream_framer_on_mutated_streams(data: bytes, cuts: list[int]) -> None:
             elif isinstance(item, SipParseError):
                 assert item.status in (400, 413, 513)
         pos += size
-        assert framer.buffered <= 2048 + 512 + 400
+        assert framer.buffered <= 2048 + 512 + 4  # header + body limits bound the memory
     assert pos >= len(stream)
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=300) | st.sampled_from(SPECIAL), max_size=12))
+def test_stream_framer_on_random_bytes(chunks: list[bytes]) -> None:
+    framer = StreamFramer(max_header=512, max_body=128)
+    for chunk in chunks:
+        for item in framer.feed(chunk):
+            if isinstance(item, bytes):
+                exercise(item, stream=True)
+        assert framer.buffered <= 512 + 128 + 4
 
 
 @FUZZ

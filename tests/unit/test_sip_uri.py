@@ -22,6 +22,8 @@ def test_components() -> None:
     assert (u.host, u.port) == ("atlanta.example.com", 5061)
     assert u.params == {"transport": "tcp", "lr": None, "maddr": "239.255.255.1"}
     assert (u.transport, u.lr, u.maddr, u.user_param) == ("tcp", True, "239.255.255.1", None)
+    assert (u.method, u.ttl) == (None, None)
+    assert (sip("sip:h;method=REGISTER;ttl=15").method, sip("sip:h;ttl=15").ttl) == ("REGISTER", 15)
     assert u.headers == [("subject", "x"), ("priority", "urgent")]
     assert str(u) == (
         "sips:alice:secret@atlanta.example.com:5061;transport=tcp;lr;maddr=239.255.255.1"

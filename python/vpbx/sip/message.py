@@ -59,7 +59,7 @@ class Message:
             value = build(self.headers)
         except SipParseError as err:
             if isinstance(self, Request) and err.headers is None:
-                attach_request_headers(err, self.headers)
+                attach_request_headers(err, self.headers, self.method)
             raise
         typed[key] = value
         return value
@@ -71,11 +71,11 @@ class Message:
 
     @property
     def from_(self) -> Address:
-        return self._typed("from", lambda h: parse_address(_single(h, "from")))
+        return self._typed("from", lambda h: _party(h, "from"))
 
     @property
     def to(self) -> Address:
-        return self._typed("to", lambda h: parse_address(_single(h, "to")))
+        return self._typed("to", lambda h: _party(h, "to"))
 
     @property
     def call_id(self) -> str:
@@ -283,6 +283,16 @@ def _single(headers: Headers, key: str) -> str:
     return values[0]
 
 
+def _party(headers: Headers, key: str) -> Address:
+    # From / To = ( name-addr / addr-spec ) *( SEMI ( tag-param / generic-param ) ),
+    # tag-param = "tag" EQUAL token (§20.20, §20.39)
+    address = parse_address(_single(headers, key))
+    tag = address.params.get("tag", "")
+    if tag is None or (tag and not is_token(tag)):
+        raise SipParseError(f"{CANONICAL[key]} tag is not a token")
+    return address
+
+
 def _max_forwards(headers: Headers) -> int | None:
     if "max-forwards" not in headers:
         return None
@@ -324,9 +334,11 @@ def _name_addrs(headers: Headers, key: str) -> tuple[Address, ...]:
     return tuple(out)
 
 
-def attach_request_headers(err: SipParseError, headers: Headers) -> None:
+def attach_request_headers(err: SipParseError, headers: Headers, method: str) -> None:
+    """Make `err` answerable: the request's fields and its top Via, read leniently.
+    An ACK is never answered (§17.2.1, §17.2.3 ACK has no response)."""
     via = headers.get("via")
-    if via is None:
+    if via is None or method == "ACK":
         return
     try:
         top = parse_via(split_commas(via)[0], lenient=True)
@@ -351,22 +363,26 @@ def build_response(
 def response_from_headers(headers: Headers, code: int, reason: str | None, to_tag: str | None) -> Response:
     if to_tag is not None and not is_token(to_tag):
         raise ValueError(f"tag is not a token: {to_tag!r}")
-    copied = ("via", "from", "to", "call-id", "cseq", "timestamp") if code == 100 else _COPIED
+    copied = _COPIED_100 if code == 100 else _COPIED
+    found: dict[str, list[Field]] = {}
+    for field in headers.fields():
+        if field[0] in copied:
+            found.setdefault(field[0], []).append(field)
     fields: list[Field] = []
     for key in copied:
-        for k, name, value in headers.fields():
-            if k != key:
-                continue
+        entries = found.get(key, [])
+        if key == "via":
+            fields += entries
+        elif entries:  # single-valued: the first one (RFC 4475 §3.3.8 may send several)
+            k, name, value = entries[0]
             if key == "to" and to_tag is not None and code > 100 and _lacks_tag(value):
-                fields.append((k, name, f"{value};tag={to_tag}"))
-            else:
-                fields.append((k, name, value))
-            if key != "via":
-                break  # single-valued: the first one (RFC 4475 §3.3.8 may send several)
+                value = f"{value};tag={to_tag}"
+            fields.append((k, name, value))
     return Response(code, reason, Headers.from_fields(fields))
 
 
 _COPIED: Final = ("via", "from", "to", "call-id", "cseq")
+_COPIED_100: Final = (*_COPIED, "timestamp")
 
 
 def _lacks_tag(to_value: str) -> bool:

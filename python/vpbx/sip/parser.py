@@ -150,7 +150,7 @@ def _request_line(start: str, headers: Headers, body: bytes) -> Request:
     method, uri_text, version = parts
     if version != "SIP/2.0" and version.upper() != "SIP/2.0":
         if _VERSION_RE.fullmatch(version):
-            raise SipParseError(f"SIP version {version}", 505)  # §8.2.2.1... RFC 4475 §3.1.2.16
+            raise SipParseError(f"SIP version {version}", 505)  # §21.5.6, RFC 4475 §3.1.2.16
         raise SipParseError(f"bad SIP-Version {version[:20]!r}")
     if TOKEN_RE.fullmatch(method) is None:
         raise SipParseError(f"method is not a token: {method[:40]!r}")
@@ -170,6 +170,8 @@ def _status_line(start: str, headers: Headers, body: bytes) -> Response:
         raise SipParseError(f"SIP version {version[:20]}", 505 if _VERSION_RE.fullmatch(version) else 400)
     if len(code) != 3 or not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 699:
         raise SipParseError(f"bad status code {code[:20]!r}")  # RFC 4475 §3.1.2.19
+    if _CTL_RE.search(reason):
+        raise SipParseError("control character in the Reason-Phrase")
     msg = Response.__new__(Response)
     msg.status, msg.reason, msg.headers, msg.body = int(code), reason, headers, body
     return msg
@@ -182,10 +184,11 @@ def attach_request_context(err: SipParseError, head: bytes) -> None:
     if text[:4].upper() == "SIP/":
         return  # a response is never answered (§18.1.2)
     fields: list[Field] = []
+    method = text.split(" ", 1)[0]
     for line in _FOLD_RE.sub(" ", text).split("\r\n")[1:]:
         name, colon, value = line.partition(":")
         named = field_name(name.rstrip(" \t")) if colon else None
         if named is None or named[0] == "content-length" or _CTL_RE.search(value) or "\r" in value:
             continue
         fields.append((named[0], named[1], value.strip(" \t").replace("\n", " ")))
-    attach_request_headers(err, Headers.from_fields(fields))
+    attach_request_headers(err, Headers.from_fields(fields), method)

@@ -174,6 +174,15 @@ class SipUri:
     def user_param(self) -> str | None:
         return self.params.get("user")
 
+    @property
+    def method(self) -> str | None:
+        return self.params.get("method")
+
+    @property
+    def ttl(self) -> int | None:
+        value = self.params.get("ttl")
+        return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
     def __str__(self) -> str:
         out = [self.scheme, ":"]
         if self.user is not None:
