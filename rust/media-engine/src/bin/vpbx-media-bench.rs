@@ -11,6 +11,15 @@
 //! The generator sends from a few sockets per side with sendmmsg (phones
 //! would each have their own socket; the engine's side is the same either
 //! way: one socket per leg port). Every loop is bounded in count and time.
+//!
+//! Columns: `sent`/`received` by the generator over warm-up + measurement
+//! (loss % from these, after a 300 ms drain); `relay pps` and `us/pkt` over
+//! the measured window only (sum of the workers' thread CPU clocks divided
+//! by packets relayed); `wrk cpu%` is that CPU as a share of one core;
+//! `KiB/cl` is the process RSS growth per call (user memory, not kernel
+//! socket buffers); `drops` are the engine's drop counters; `late ms` and
+//! `skip %` tell whether the generator kept real time (a CPU-starved
+//! generator skips 1 ms send slots instead of bursting them).
 
 use media_engine::{Engine, EngineConfig, LegSpec, SessionId};
 use std::net::{SocketAddr, UdpSocket};
@@ -181,25 +190,36 @@ impl SendBatch {
     }
 }
 
-/// Sends one direction of every call: call `i` in 1 ms slot `i % 20`.
-/// Returns (packets sent, worst lateness behind schedule).
+/// Sends one direction of every call: call `i` in 1 ms slot `i % 20`, at
+/// real-time pace. A generator that falls more than one packet time behind
+/// (starved of CPU) skips the missed slots instead of bursting them, so the
+/// offered load never exceeds real time; skipped slots are counted.
+/// Returns (packets sent, slots skipped, worst lateness behind schedule).
 fn sender(
     socks: Vec<UdpSocket>,
     dests: Vec<libc::sockaddr_in>,
     dir: u32,
     start: Instant,
     ticks: u64,
-) -> (u64, Duration) {
+) -> (u64, u64, Duration) {
     let k = socks.len();
     let mut batches: Vec<SendBatch> = (0..k).map(|_| SendBatch::new()).collect();
-    let (mut sent, mut worst) = (0u64, Duration::ZERO);
-    for tick in 0..ticks {
+    let (mut sent, mut skipped, mut worst) = (0u64, 0u64, Duration::ZERO);
+    let mut tick = 0;
+    while tick < ticks {
         let due = start + Duration::from_millis(tick);
         let now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
         } else {
-            worst = worst.max(now - due);
+            let late = now - due;
+            worst = worst.max(late);
+            if late > Duration::from_millis(SLOTS) {
+                let behind = (late.as_millis() as u64).min(ticks - tick);
+                skipped += behind;
+                tick += behind;
+                continue;
+            }
         }
         let seq = (tick / SLOTS) as u16;
         for call in ((tick % SLOTS) as usize..dests.len()).step_by(SLOTS as usize) {
@@ -212,30 +232,69 @@ fn sender(
         for (b, s) in batches.iter_mut().zip(&socks) {
             sent += b.flush(s.as_raw_fd());
         }
+        tick += 1;
     }
-    (sent, worst)
+    (sent, skipped, worst)
 }
 
-/// Counts packets per (call, direction) by SSRC until `stop`, or
-/// `deadline`. The socket is polled (non-blocking reads, 1 ms naps) rather
-/// than waited on: a thread blocked in recv would be woken by every packet
-/// the engine sends, and on loopback that wake-up is charged to the
-/// engine's sendmmsg, which a NIC would not do.
-fn receiver(sock: UdpSocket, calls: usize, stop: Arc<AtomicBool>, deadline: Instant) -> Vec<u32> {
+/// Counts packets per (call, direction) by SSRC on `socks` until `stop`
+/// (and the sockets are empty) or `deadline`. The sockets are polled
+/// (non-blocking recvmmsg, 1 ms naps when all are empty) rather than waited
+/// on: a thread blocked in recv would be woken by every packet the engine
+/// sends, and on loopback that wake-up is charged to the engine's send
+/// call, which a NIC would not do.
+fn receiver(socks: Vec<UdpSocket>, calls: usize, stop: Arc<AtomicBool>, deadline: Instant) -> Vec<u32> {
     let mut counts = vec![0u32; calls * 2];
-    let mut buf = [0u8; 2048];
-    sock.set_nonblocking(true).unwrap();
+    let mut bufs = vec![[0u8; 256]; BATCH];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain old data; all-zero is valid.
+    let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
+    }
     while Instant::now() < deadline {
-        match sock.recv(&mut buf) {
-            Ok(n) if n >= 12 => {
-                let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
-                if let Some(c) = counts.get_mut(ssrc) {
-                    *c += 1;
+        let mut got = 0;
+        for s in &socks {
+            for _ in 0..64 {
+                // SAFETY: hdrs point at live iovecs over live buffers.
+                let n = unsafe {
+                    libc::recvmmsg(
+                        s.as_raw_fd(),
+                        hdrs.as_mut_ptr(),
+                        BATCH as u32,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                for (h, b) in hdrs.iter().zip(&bufs).take(n as usize) {
+                    if h.msg_len >= 12 {
+                        let ssrc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;
+                        if let Some(c) = counts.get_mut(ssrc) {
+                            *c += 1;
+                        }
+                    }
+                }
+                got += n as usize;
+                if (n as usize) < BATCH {
+                    break;
                 }
             }
-            Ok(_) => {}
-            Err(_) if stop.load(Relaxed) => break,
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+        if got == 0 {
+            if stop.load(Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     counts
@@ -278,6 +337,11 @@ struct Row {
     drops: u64,
     host_rcvbuf_errors: u64,
     gen_late_ms: f64,
+    /// Share of 1 ms send slots the generator had to skip (CPU-starved).
+    gen_skipped_pct: f64,
+    /// Datagrams the engine received (relayed or dropped) over the run.
+    engine_in: u64,
+    engine_out: u64,
 }
 
 fn raise_fd_limit() {
@@ -336,12 +400,11 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
     let start = Instant::now() + Duration::from_millis(50);
     let deadline = start + total + Duration::from_secs(3);
     let clone_all = |v: &[UdpSocket]| v.iter().map(|s| s.try_clone().unwrap()).collect::<Vec<_>>();
-    let receivers: Vec<_> = clone_all(&ga)
+    let receivers: Vec<_> = [clone_all(&ga), clone_all(&gb)]
         .into_iter()
-        .chain(clone_all(&gb))
-        .map(|s| {
+        .map(|socks| {
             let stop = stop.clone();
-            std::thread::spawn(move || receiver(s, calls, stop, deadline))
+            std::thread::spawn(move || receiver(socks, calls, stop, deadline))
         })
         .collect();
     let (sa, sb) = (clone_all(&ga), clone_all(&gb));
@@ -362,8 +425,8 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
     std::thread::sleep((start + total).saturating_duration_since(Instant::now()));
     let (p1, c1, t1) = snap(&engine);
     let r1 = udp_rcvbuf_errors();
-    let (sent_a, late_a) = send_a.join().map_err(|_| "sender A panicked")?;
-    let (sent_b, late_b) = send_b.join().map_err(|_| "sender B panicked")?;
+    let (sent_a, skip_a, late_a) = send_a.join().map_err(|_| "sender A panicked")?;
+    let (sent_b, skip_b, late_b) = send_b.join().map_err(|_| "sender B panicked")?;
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Relaxed);
     let mut received = 0u64;
@@ -377,6 +440,7 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
     }
     let st = engine.engine_stats();
     let workers = st.workers.len();
+    let engine_in = st.packets_relayed + st.dropped.total();
     for s in sessions {
         engine.delete_session(s).map_err(|e| e.to_string())?;
     }
@@ -406,6 +470,9 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
         drops: st.dropped.total() + st.receive_errors,
         host_rcvbuf_errors: r1.saturating_sub(r0),
         gen_late_ms: late_a.max(late_b).as_secs_f64() * 1e3,
+        gen_skipped_pct: 100.0 * (skip_a + skip_b) as f64 / (2 * ticks).max(1) as f64,
+        engine_in,
+        engine_out: st.packets_relayed,
     })
 }
 
@@ -428,7 +495,7 @@ fn main() {
         if a.mux { "rtcp-mux" } else { "RTP/RTCP port pairs" }
     );
     println!(
-        "{:>6} {:>4} {:>10} {:>10} {:>9} {:>10} {:>8} {:>8} {:>7} {:>7} {:>8}",
+        "{:>6} {:>4} {:>10} {:>10} {:>9} {:>10} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
         "calls",
         "wrk",
         "sent",
@@ -439,7 +506,8 @@ fn main() {
         "wrk cpu%",
         "KiB/cl",
         "drops",
-        "late ms"
+        "late ms",
+        "skip %"
     );
     let mut rows = Vec::new();
     for &calls in &a.calls {
@@ -447,7 +515,7 @@ fn main() {
             Ok(r) => {
                 let loss = 100.0 * (1.0 - r.received as f64 / r.sent.max(1) as f64);
                 println!(
-                    "{:>6} {:>4} {:>10} {:>10} {:>9.4} {:>10.0} {:>8.2} {:>8.1} {:>7.2} {:>7} {:>8.1}",
+                    "{:>6} {:>4} {:>10} {:>10} {:>9.4} {:>10.0} {:>8.2} {:>8.1} {:>7.2} {:>7} {:>8.1} {:>7.2}",
                     r.calls,
                     r.workers,
                     r.sent,
@@ -458,8 +526,17 @@ fn main() {
                     r.worker_cpu_pct,
                     r.rss_kib_per_call,
                     r.drops,
-                    r.gen_late_ms
+                    r.gen_late_ms,
+                    r.gen_skipped_pct
                 );
+                if r.received < r.sent {
+                    println!(
+                        "       (lost on the way in: {}, inside the engine: {}, on the way out: {})",
+                        r.sent.saturating_sub(r.engine_in),
+                        r.engine_in.saturating_sub(r.engine_out),
+                        r.engine_out.saturating_sub(r.received)
+                    );
+                }
                 if r.host_rcvbuf_errors > 0 {
                     println!(
                         "       (host UDP RcvbufErrors during the window: {})",
@@ -482,7 +559,7 @@ fn main() {
                     "{{\"calls\":{},\"workers\":{},\"sent\":{},\"received\":{},\"loss_pct\":{:.6},\
                      \"relayed_pps\":{:.1},\"cpu_us_per_packet\":{:.4},\"worker_cpu_pct\":{:.2},\
                      \"rss_kib_per_call\":{:.3},\"engine_drops\":{},\"host_rcvbuf_errors\":{},\
-                     \"generator_late_ms\":{:.2}}}",
+                     \"generator_late_ms\":{:.2},\"generator_skipped_pct\":{:.3}}}",
                     r.calls,
                     r.workers,
                     r.sent,
@@ -494,7 +571,8 @@ fn main() {
                     r.rss_kib_per_call,
                     r.drops,
                     r.host_rcvbuf_errors,
-                    r.gen_late_ms
+                    r.gen_late_ms,
+                    r.gen_skipped_pct
                 )
             })
             .collect();
