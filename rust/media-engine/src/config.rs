@@ -175,6 +175,46 @@ impl EngineConfig {
     }
 }
 
+/// The audio codec a leg's endpoint negotiated (from its SDP `a=rtpmap`,
+/// RFC 4566 §6, and `a=ptime`). When the two connected legs differ in codec
+/// or ptime, the engine transcodes between them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegCodec {
+    /// SDP encoding name (`PCMU`, `PCMA`, `G722`, `L16`, `opus`).
+    pub name: String,
+    /// RTP clock rate (G.722: 8000, RFC 3551 §4.5.2; opus: 48000).
+    pub clock_rate: u32,
+    pub channels: u8,
+    /// Payload type the endpoint uses for it (static or dynamic).
+    pub payload_type: u8,
+    /// Packetization time the endpoint sends and expects (ms).
+    pub ptime_ms: u32,
+}
+
+impl LegCodec {
+    /// Mono codec at 20 ms.
+    pub fn new(name: &str, clock_rate: u32, payload_type: u8) -> Self {
+        LegCodec {
+            name: name.to_string(),
+            clock_rate,
+            channels: 1,
+            payload_type,
+            ptime_ms: 20,
+        }
+    }
+    pub fn with_ptime(mut self, ms: u32) -> Self {
+        self.ptime_ms = ms;
+        self
+    }
+    /// Same audio format (name, rate, channels) and packetization.
+    pub fn same_stream(&self, o: &LegCodec) -> bool {
+        self.name.eq_ignore_ascii_case(&o.name)
+            && self.clock_rate == o.clock_rate
+            && self.channels == o.channels
+            && self.ptime_ms == o.ptime_ms
+    }
+}
+
 /// How to create a leg (one endpoint's media stream) in a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegSpec {
@@ -188,6 +228,9 @@ pub struct LegSpec {
     pub strict_source: Option<bool>,
     /// RTP clock rate of the stream, for jitter in milliseconds (RFC 3550 A.8).
     pub clock_rate: u32,
+    /// Negotiated codec; needed only for transcoding (both connected legs
+    /// must name one). `None` relays whatever arrives.
+    pub codec: Option<LegCodec>,
 }
 
 impl Default for LegSpec {
@@ -198,6 +241,7 @@ impl Default for LegSpec {
             label: None,
             strict_source: None,
             clock_rate: 8000,
+            codec: None,
         }
     }
 }

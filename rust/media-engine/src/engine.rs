@@ -178,6 +178,10 @@ impl Engine {
                 .find(|p| &p.spec().name == name)
                 .ok_or_else(|| Error::UnknownInterface(name.clone()))?,
         };
+        if let Some(c) = &spec.codec {
+            media_core::codec::find(&c.name, c.clock_rate, c.channels)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+        }
         let alloc = pool.allocate(spec.rtcp_mux)?;
         let ip = pool.spec().advertised;
         let port_of = |s: &std::net::UdpSocket| {
@@ -195,6 +199,7 @@ impl Engine {
             label: spec.label.clone(),
             strict: spec.strict_source.unwrap_or(self.config.strict_source),
             clock_rate: spec.clock_rate,
+            codec: spec.codec.clone(),
         });
         // If the worker refuses (or is gone), the command and with it the
         // allocation are dropped, so the ports go back to the pool.
@@ -221,7 +226,9 @@ impl Engine {
         })
     }
 
-    /// Forwards media between legs `a` and `b` of the session, both ways.
+    /// Forwards media between legs `a` and `b` of the session, both ways:
+    /// as is, or transcoded when both legs name codecs (`LegSpec::codec`)
+    /// that differ in format or ptime.
     pub fn connect(&self, session: SessionId, a: LegId, b: LegId) -> Result<()> {
         let w = self.worker_of(session)?;
         self.call(w, |reply| Command::Connect { session, a, b, reply })

@@ -117,6 +117,8 @@ pub struct LegStats {
     /// SSRC of the current incoming source.
     pub ssrc: Option<u32>,
     pub ssrc_changes: u64,
+    /// Media from this leg is decoded and re-encoded for its peer.
+    pub transcoding: bool,
     /// Time since the last accepted packet; `None` if none ever came.
     pub last_packet_age: Option<Duration>,
     pub dropped: DropCounts,

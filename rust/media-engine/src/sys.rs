@@ -261,6 +261,26 @@ impl Batch {
     }
 }
 
+/// Sends one datagram without blocking.
+pub fn send_one(fd: RawFd, data: &[u8], dest: &RawAddr) -> io::Result<usize> {
+    // SAFETY: data and dest are valid for the duration of the call.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT,
+            &dest.storage as *const _ as *const libc::sockaddr,
+            dest.len,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// A non-blocking eventfd(2): readable while its counter is non-zero.
 #[derive(Debug)]
 pub struct EventFd {

@@ -1,6 +1,8 @@
 //! One leg's state on its worker: sockets, addresses, latching, rate limit,
 //! receive statistics and the per-datagram accept/drop decision.
 
+use super::transcode::Transcoder;
+use crate::config::LegCodec;
 use crate::ports::PortGuard;
 use crate::stats::{DropCounts, DropKind, LegStats};
 use crate::sys::Datagram;
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 pub(crate) enum Verdict {
     Rtp,
     Rtcp,
+    /// Accepted and used here (fed to a transcoder), not forwarded as is.
+    Consumed,
     Drop(DropKind),
 }
 
@@ -127,6 +131,9 @@ pub(crate) struct Leg {
     latch_rtcp: Latch,
     /// Slab key of the connected leg.
     pub peer: Option<usize>,
+    pub codec: Option<LegCodec>,
+    /// Set when this leg's media must be transcoded for its peer.
+    pub transcode: Option<Box<Transcoder>>,
     strict: bool,
     limiter: RateLimiter,
     receiver: Receiver,
@@ -163,6 +170,7 @@ pub(crate) struct LegParts {
     pub local_rtcp: Option<SocketAddr>,
     pub strict: bool,
     pub receiver: Receiver,
+    pub codec: Option<LegCodec>,
     pub ports: PortGuard,
 }
 
@@ -182,6 +190,8 @@ impl Leg {
             latch_rtp: Latch::default(),
             latch_rtcp: Latch::default(),
             peer: None,
+            codec: p.codec,
+            transcode: None,
             strict: p.strict,
             limiter: RateLimiter::new(policy.max_pps, now),
             receiver: p.receiver,
@@ -337,6 +347,7 @@ impl Leg {
             reordered: src.map_or(0, |s| s.reordered()),
             ssrc: src.map(|s| s.ssrc().0),
             ssrc_changes: self.receiver.ssrc_changes(),
+            transcoding: self.transcode.is_some(),
             last_packet_age: self.last_rtp.map(|t| now.saturating_duration_since(t)),
             dropped: self.dropped,
         }

@@ -5,7 +5,9 @@
 
 mod leg;
 mod relay;
+mod transcode;
 
+use crate::config::LegCodec;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventQueue};
 use crate::ports::Allocation;
@@ -17,6 +19,7 @@ use media_core::rtp_stats::Receiver as RtpReceiver;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -25,6 +28,8 @@ use std::time::{Duration, Instant};
 /// Legs one session may have at most.
 pub const MAX_LEGS_PER_SESSION: usize = 16;
 pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Period of the media tick that drives transcoding (pops and encodes).
+const MEDIA_TICK: Duration = Duration::from_millis(10);
 
 pub(crate) type Reply<T> = SyncSender<Result<T>>;
 
@@ -37,6 +42,7 @@ pub(crate) struct NewLeg {
     pub label: Option<String>,
     pub strict: bool,
     pub clock_rate: u32,
+    pub codec: Option<LegCodec>,
 }
 
 pub(crate) enum Command {
@@ -162,6 +168,8 @@ pub(crate) struct Worker {
     backlog: Vec<Token>,
     backlog_next: Vec<Token>,
     epoch: Instant,
+    /// Legs with a transcoder; the media tick runs while there are any.
+    transcoding: usize,
 }
 
 impl Worker {
@@ -184,6 +192,7 @@ impl Worker {
             backlog: Vec::new(),
             backlog_next: Vec::new(),
             epoch: Instant::now(),
+            transcoding: 0,
         }
     }
 
@@ -193,9 +202,15 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let tick = self.config.tick();
         let mut next_tick = Instant::now() + tick;
+        let mut next_media = Instant::now() + MEDIA_TICK;
         loop {
+            let wake = if self.transcoding > 0 {
+                next_tick.min(next_media)
+            } else {
+                next_tick
+            };
             let timeout = if self.backlog.is_empty() {
-                next_tick.saturating_duration_since(Instant::now())
+                wake.saturating_duration_since(Instant::now())
             } else {
                 Duration::ZERO
             };
@@ -227,6 +242,10 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            if self.transcoding > 0 && now >= next_media {
+                self.media_tick(now);
+                next_media = (next_media + MEDIA_TICK).max(now);
+            }
             if now >= next_tick {
                 self.housekeeping(now);
                 next_tick = now + tick;
@@ -340,6 +359,7 @@ impl Worker {
             local_rtcp: new.local_rtcp,
             strict: new.strict,
             receiver,
+            codec: new.codec,
             ports: guard,
         };
         let key = self
@@ -374,10 +394,8 @@ impl Worker {
     /// Unlinks, deregisters and drops a leg (closing its sockets, then
     /// freeing its ports).
     fn remove_leg(&mut self, key: usize) -> Option<Leg> {
+        self.unlink(key);
         let mut leg = self.legs.remove(key)?;
-        if let Some(p) = leg.peer.and_then(|p| self.legs.get_mut(p)) {
-            p.peer = None;
-        }
         let registry = self.poll.registry();
         let _ = registry.deregister(&mut leg.rtp);
         if let Some(rtcp) = leg.rtcp.as_mut() {
@@ -387,23 +405,99 @@ impl Worker {
     }
 
     /// Bidirectional forwarding between two legs of one session; each
-    /// leaves any earlier partner.
+    /// leaves any earlier partner. When both legs name codecs that differ
+    /// (or only their ptime does), media is transcoded both ways.
     fn connect(&mut self, session: SessionId, a: LegId, b: LegId) -> Result<()> {
         let ka = self.leg_key(session, a)?;
         let kb = self.leg_key(session, b)?;
         if ka == kb {
             return Err(Error::Invalid(format!("cannot connect leg {a} to itself")));
         }
-        for (k, other) in [(ka, kb), (kb, ka)] {
-            let old = self.legs.get(k).and_then(|l| l.peer);
-            if let Some(o) = old.filter(|&o| o != other).and_then(|o| self.legs.get_mut(o)) {
-                o.peer = None;
+        let codec = |k: usize| self.legs.get(k).and_then(|l| l.codec.clone());
+        let transcoders = match (codec(ka), codec(kb)) {
+            (Some(ca), Some(cb)) if !ca.same_stream(&cb) => {
+                let seed = self.epoch.elapsed().subsec_nanos() ^ (session.0 as u32).wrapping_mul(0x9e37_79b1);
+                Some((
+                    transcode::Transcoder::new(&ca, &cb, seed ^ a.0.wrapping_mul(0x85eb_ca6b))?,
+                    transcode::Transcoder::new(&cb, &ca, seed ^ b.0.wrapping_mul(0xc2b2_ae35) ^ 1)?,
+                ))
             }
+            _ => None,
+        };
+        self.unlink(ka);
+        self.unlink(kb);
+        let (ta, tb) = match transcoders {
+            Some((x, y)) => (Some(Box::new(x)), Some(Box::new(y))),
+            None => (None, None),
+        };
+        for (k, other, t) in [(ka, kb, ta), (kb, ka, tb)] {
             if let Some(l) = self.legs.get_mut(k) {
                 l.peer = Some(other);
+                if t.is_some() {
+                    self.transcoding += 1;
+                }
+                l.transcode = t;
             }
         }
         Ok(())
+    }
+
+    /// Disconnects a leg from its partner (both sides), dropping transcoders.
+    fn unlink(&mut self, key: usize) {
+        let Some(peer) = self.legs.get_mut(key).and_then(|l| l.peer.take()) else {
+            return;
+        };
+        for k in [key, peer] {
+            if let Some(l) = self.legs.get_mut(k) {
+                if l.transcode.take().is_some() {
+                    self.transcoding -= 1;
+                }
+                if k == peer && l.peer == Some(key) {
+                    l.peer = None;
+                }
+            }
+        }
+    }
+
+    /// Runs every transcoder: the packets due now go out from the peer
+    /// leg's RTP socket to its peer.
+    fn media_tick(&mut self, now: Instant) {
+        let epoch = self.epoch;
+        for key in 0..self.legs.entries.len() {
+            let Some(leg) = self.legs.get(key) else { continue };
+            let (Some(peer), true) = (leg.peer, leg.transcode.is_some()) else {
+                continue;
+            };
+            let Some((fd, dest)) = self.legs.get(peer).map(|p| (p.rtp.as_raw_fd(), p.rtp_dest())) else {
+                continue;
+            };
+            let dest = dest.map(crate::sys::RawAddr::new);
+            let (mut sent, mut bytes, mut failed) = (0u64, 0u64, 0u64);
+            if let Some(t) = self.legs.get_mut(key).and_then(|l| l.transcode.as_mut()) {
+                t.run(now, epoch, |pkt| {
+                    match dest.as_ref().map(|d| crate::sys::send_one(fd, pkt, d)) {
+                        Some(Ok(_)) => {
+                            sent += 1;
+                            bytes += pkt.len() as u64;
+                        }
+                        _ => failed += 1,
+                    }
+                });
+            }
+            if let Some(p) = self.legs.get_mut(peer) {
+                p.packets_out += sent;
+                p.bytes_out += bytes;
+            }
+            if failed > 0 {
+                if let Some(l) = self.legs.get_mut(key) {
+                    l.dropped.add(crate::stats::DropKind::SendFailed, failed);
+                }
+                self.counters
+                    .count_drop(crate::stats::DropKind::SendFailed, failed);
+            }
+            self.counters.relayed.fetch_add(sent, Relaxed);
+            self.counters.relayed_bytes.fetch_add(bytes, Relaxed);
+        }
     }
 
     fn session_stats(&self, session: SessionId) -> Result<SessionStats> {

@@ -78,11 +78,21 @@ impl Worker {
         };
         for i in 0..n.min(BATCH) {
             let Some(d) = self.batch.get(i) else { break };
-            let (verdict, notice) = leg.accept(on_rtcp_port, &d, now, arrival, &policy);
+            let (mut verdict, notice) = leg.accept(on_rtcp_port, &d, now, arrival, &policy);
+            if let Some(t) = leg.transcode.as_mut() {
+                // Decoded and re-encoded on the media tick; RTCP ends here
+                // (its SSRCs and counts describe the other encoding).
+                if verdict == Verdict::Rtp {
+                    t.push(d.data, now, self.epoch);
+                }
+                if matches!(verdict, Verdict::Rtp | Verdict::Rtcp) {
+                    verdict = Verdict::Consumed;
+                }
+            }
             let dest = match verdict {
                 Verdict::Rtp => route.and_then(|r| r.rtp.1),
                 Verdict::Rtcp => route.and_then(|r| r.rtcp.1),
-                Verdict::Drop(_) => None,
+                Verdict::Drop(_) | Verdict::Consumed => None,
             };
             match (verdict, dest) {
                 (Verdict::Rtp, Some(_)) => {
@@ -93,6 +103,7 @@ impl Worker {
                     rtcp_out[nc] = i as u8;
                     nc += 1;
                 }
+                (Verdict::Consumed, _) => {}
                 (Verdict::Drop(kind), _) => {
                     leg.dropped.add(kind, 1);
                     self.counters.count_drop(kind, 1);
