@@ -113,6 +113,9 @@ pub struct EngineConfig {
     pub control_timeout: Duration,
     /// Kernel receive buffer per media socket in bytes; 0 keeps the default.
     pub socket_recv_buffer: usize,
+    /// Opus encoder complexity (0..=10) for transcoded streams: the main
+    /// cost of PCMU <-> opus calls (rtpengine: `opus-complexity`).
+    pub opus_complexity: u8,
 }
 
 impl Default for EngineConfig {
@@ -130,6 +133,7 @@ impl Default for EngineConfig {
             event_queue_capacity: 65_536,
             control_timeout: Duration::from_secs(5),
             socket_recv_buffer: 0,
+            opus_complexity: 9,
         }
     }
 }
@@ -159,6 +163,12 @@ impl EngineConfig {
         }
         if self.event_queue_capacity == 0 {
             return Err(Error::Config("event_queue_capacity must be at least 1".into()));
+        }
+        if self.opus_complexity > 10 {
+            return Err(Error::Config(format!(
+                "opus_complexity {} is not in 0..=10",
+                self.opus_complexity
+            )));
         }
         if self.control_timeout.is_zero() {
             return Err(Error::Config("control_timeout must be positive".into()));

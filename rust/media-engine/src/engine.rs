@@ -66,7 +66,8 @@ impl Engine {
         let events = Arc::new(
             EventQueue::new(config.event_queue_capacity).map_err(|e| Error::io("creating the eventfd", e))?,
         );
-        let wcfg = WorkerConfig::new(config.max_pps_per_leg, config.relatch_after, config.media_timeout);
+        let mut wcfg = WorkerConfig::new(config.max_pps_per_leg, config.relatch_after, config.media_timeout);
+        wcfg.opus_complexity = config.opus_complexity;
         let mut engine = Engine {
             config,
             pools,

@@ -85,6 +85,7 @@ pub(crate) enum Command {
 pub(crate) struct WorkerConfig {
     pub policy: LegPolicy,
     pub media_timeout: Duration,
+    pub opus_complexity: u8,
 }
 
 impl WorkerConfig {
@@ -95,6 +96,7 @@ impl WorkerConfig {
                 relatch_after,
             },
             media_timeout,
+            opus_complexity: 9,
         }
     }
     /// Housekeeping period: a quarter of the media timeout, within
@@ -416,10 +418,11 @@ impl Worker {
         let codec = |k: usize| self.legs.get(k).and_then(|l| l.codec.clone());
         let transcoders = match (codec(ka), codec(kb)) {
             (Some(ca), Some(cb)) if !ca.same_stream(&cb) => {
+                let opus = self.config.opus_complexity;
                 let seed = self.epoch.elapsed().subsec_nanos() ^ (session.0 as u32).wrapping_mul(0x9e37_79b1);
                 Some((
-                    transcode::Transcoder::new(&ca, &cb, seed ^ a.0.wrapping_mul(0x85eb_ca6b))?,
-                    transcode::Transcoder::new(&cb, &ca, seed ^ b.0.wrapping_mul(0xc2b2_ae35) ^ 1)?,
+                    transcode::Transcoder::new(&ca, &cb, seed ^ a.0.wrapping_mul(0x85eb_ca6b), opus)?,
+                    transcode::Transcoder::new(&cb, &ca, seed ^ b.0.wrapping_mul(0xc2b2_ae35) ^ 1, opus)?,
                 ))
             }
             _ => None,

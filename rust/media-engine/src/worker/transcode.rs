@@ -27,6 +27,50 @@ const IDLE_HARD: Duration = Duration::from_millis(1000);
 /// skips ahead instead of bursting.
 const MAX_CATCH_UP: u32 = 4;
 
+/// PCM rates opus can be run at (RFC 6716 §2: 8 to 48 kHz).
+const OPUS_PCM_RATES: [u32; 5] = [8000, 12000, 16000, 24000, 48000];
+
+fn is_opus(c: &LegCodec) -> bool {
+    c.name.eq_ignore_ascii_case("opus")
+}
+
+/// Codec params for both sides. An opus side runs at the other side's PCM
+/// rate when opus supports it (RFC 7587 §4.1: the RTP clock stays 48 kHz
+/// whatever the PCM rate), so PCMU <-> opus needs no resampler and no
+/// 48 kHz processing; nothing audible is lost, the other side being
+/// narrower anyway.
+fn pcm_rates(from: &LegCodec, to: &LegCodec) -> media_core::Result<(Params, Params)> {
+    let plain = Params::new();
+    let rate_of =
+        |c: &LegCodec| codec::decoder(&c.name, c.clock_rate, c.channels, &plain).map(|d| d.sample_rate());
+    let with_rate = |r: u32| Params::from([("sample_rate".to_string(), i64::from(r))]);
+    Ok(match (is_opus(from), is_opus(to)) {
+        (true, false) => {
+            let r = rate_of(to)?;
+            (
+                if OPUS_PCM_RATES.contains(&r) {
+                    with_rate(r)
+                } else {
+                    plain.clone()
+                },
+                plain,
+            )
+        }
+        (false, true) => {
+            let r = rate_of(from)?;
+            (
+                plain.clone(),
+                if OPUS_PCM_RATES.contains(&r) {
+                    with_rate(r)
+                } else {
+                    plain
+                },
+            )
+        }
+        _ => (plain.clone(), plain),
+    })
+}
+
 pub(crate) struct Transcoder {
     jb: JitterBuffer,
     resampler: Option<Resampler>,
@@ -55,18 +99,21 @@ pub(crate) struct Transcoder {
 
 impl Transcoder {
     /// Decodes `from` and encodes `to` (with `to`'s ptime and payload type).
-    pub fn new(from: &LegCodec, to: &LegCodec, ssrc: u32) -> Result<Self> {
-        let params = Params::new();
+    pub fn new(from: &LegCodec, to: &LegCodec, ssrc: u32, opus_complexity: u8) -> Result<Self> {
         let bad =
             |e: media_core::Error| Error::Invalid(format!("transcoding {} -> {}: {e}", from.name, to.name));
+        let (dec_params, mut enc_params) = pcm_rates(from, to).map_err(bad)?;
+        if is_opus(to) {
+            enc_params.insert("complexity".into(), i64::from(opus_complexity.min(10)));
+        }
         if !(10..=120).contains(&to.ptime_ms) || !to.ptime_ms.is_multiple_of(10) {
             return Err(Error::Invalid(format!(
                 "ptime {} ms: 10..=120 in steps of 10",
                 to.ptime_ms
             )));
         }
-        let decoder = codec::decoder(&from.name, from.clock_rate, from.channels, &params).map_err(bad)?;
-        let encoder = codec::encoder(&to.name, to.clock_rate, to.channels, &params).map_err(bad)?;
+        let decoder = codec::decoder(&from.name, from.clock_rate, from.channels, &dec_params).map_err(bad)?;
+        let encoder = codec::encoder(&to.name, to.clock_rate, to.channels, &enc_params).map_err(bad)?;
         if decoder.channels() != encoder.channels() {
             return Err(Error::Invalid(format!(
                 "transcoding {} -> {}: channel counts differ",
@@ -231,7 +278,7 @@ mod tests {
     fn pcmu_20ms_to_pcma_40ms_on_a_fake_clock() {
         let from = LegCodec::new("PCMU", 8000, 0);
         let to = LegCodec::new("PCMA", 8000, 8).with_ptime(40);
-        let mut t = Transcoder::new(&from, &to, 0x1234_5678).unwrap();
+        let mut t = Transcoder::new(&from, &to, 0x1234_5678, 9).unwrap();
         let epoch = Instant::now();
         let mut out: Vec<Vec<u8>> = Vec::new();
         for i in 0..50u16 {
@@ -265,10 +312,10 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_do() {
         let pcmu = LegCodec::new("PCMU", 8000, 0);
-        assert!(Transcoder::new(&pcmu, &LegCodec::new("GSM", 8000, 3), 1).is_err());
-        assert!(Transcoder::new(&pcmu, &LegCodec::new("PCMA", 8000, 8).with_ptime(25), 1).is_err());
-        let e = Transcoder::new(&pcmu, &LegCodec::new("opus", 48000, 111).with_ptime(30), 1).err();
+        assert!(Transcoder::new(&pcmu, &LegCodec::new("GSM", 8000, 3), 1, 9).is_err());
+        assert!(Transcoder::new(&pcmu, &LegCodec::new("PCMA", 8000, 8).with_ptime(25), 1, 9).is_err());
+        let e = Transcoder::new(&pcmu, &LegCodec::new("opus", 48000, 111).with_ptime(30), 1, 9).err();
         assert!(e.is_some_and(|e| e.to_string().contains("ptime 30")));
-        assert!(Transcoder::new(&pcmu, &LegCodec::new("opus", 48000, 111).with_ptime(60), 1).is_ok());
+        assert!(Transcoder::new(&pcmu, &LegCodec::new("opus", 48000, 111).with_ptime(60), 1, 9).is_ok());
     }
 }

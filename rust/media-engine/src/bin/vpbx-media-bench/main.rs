@@ -6,7 +6,13 @@
 //! ```text
 //! cargo run --release -p vpbx-media-engine --bin vpbx-media-bench -- \
 //!     --calls 100,500,1000,2000 --seconds 10
+//! cargo run --release -p vpbx-media-engine --bin vpbx-media-bench -- \
+//!     --calls 100,200 --seconds 10 --codec-b opus      # transcoding PCMU <-> opus
 //! ```
+//!
+//! With `--codec-b` other than PCMU, leg B speaks that codec and the engine
+//! transcodes; "received" then also counts the few concealment frames the
+//! engine sends after the input stops (loss % can go slightly negative).
 //!
 //! The generator sends from a few sockets per side with sendmmsg (phones
 //! would each have their own socket; the engine's side is the same either
@@ -21,16 +27,14 @@
 //! `skip %` tell whether the generator kept real time (a CPU-starved
 //! generator skips 1 ms send slots instead of bursting them).
 
-use media_engine::{Engine, EngineConfig, LegSpec, SessionId};
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+mod gen;
+
+use gen::{gen_socket, receiver, rss_kib, sender, sockaddr_in, udp_rcvbuf_errors, Stream};
+use media_engine::{Engine, EngineConfig, LegCodec, LegSpec, SessionId};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const PACKET: usize = 172; // 20 ms of G.711 + RTP header
-const SLOTS: u64 = 20; // calls are spread over the 20 ms period, 1 ms apart
-const BATCH: usize = 64;
 
 struct Args {
     calls: Vec<usize>,
@@ -41,6 +45,9 @@ struct Args {
     port_min: u16,
     port_max: u16,
     mux: bool,
+    /// Codec of leg B; leg A is PCMU. Anything but PCMU transcodes.
+    codec_b: String,
+    opus_complexity: u8,
     json: Option<String>,
 }
 
@@ -54,6 +61,8 @@ fn parse_args() -> Result<Args, String> {
         port_min: 20000,
         port_max: 39999,
         mux: false,
+        codec_b: "PCMU".into(),
+        opus_complexity: 9,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -74,12 +83,14 @@ fn parse_args() -> Result<Args, String> {
             "--port-min" => a.port_min = num(v()?)? as u16,
             "--port-max" => a.port_max = num(v()?)? as u16,
             "--mux" => a.mux = true,
+            "--codec-b" => a.codec_b = v()?,
+            "--opus-complexity" => a.opus_complexity = num(v()?)?.min(10) as u8,
             "--json" => a.json = Some(v()?),
             "-h" | "--help" => {
                 return Err(
                     "usage: vpbx-media-bench [--calls 100,500] [--seconds 10] [--warmup 2] \
                      [--workers 0] [--gen-sockets 4] [--port-min 20000] [--port-max 39999] [--mux] \
-                     [--json FILE]"
+                     [--codec-b PCMU|PCMA|G722|opus] [--opus-complexity 9] [--json FILE]"
                         .into(),
                 )
             }
@@ -87,242 +98,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-/// A generator socket with a receive buffer big enough for bursts.
-fn gen_socket() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind generator socket");
-    let size: libc::c_int = 16 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt with a valid int option value.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            break;
-        }
-    }
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    s
-}
-
-fn sockaddr_in(a: SocketAddr) -> libc::sockaddr_in {
-    let SocketAddr::V4(a) = a else {
-        panic!("the bench runs on IPv4 loopback")
-    };
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-/// Packets queued for one sendmmsg call.
-struct SendBatch {
-    bufs: Vec<[u8; PACKET]>,
-    addrs: Vec<libc::sockaddr_in>,
-    len: usize,
-}
-
-impl SendBatch {
-    fn new() -> Self {
-        SendBatch {
-            bufs: vec![[0xff; PACKET]; BATCH],
-            addrs: vec![sockaddr_in("127.0.0.1:9".parse().unwrap()); BATCH],
-            len: 0,
-        }
-    }
-
-    /// Queues an RTP packet for call `call`, direction `dir`, sequence `seq`.
-    fn push(&mut self, dest: libc::sockaddr_in, call: usize, dir: u32, seq: u16) {
-        let b = &mut self.bufs[self.len];
-        let ssrc = (call as u32) * 2 + dir;
-        b[0] = 0x80;
-        b[1] = 0; // PCMU
-        b[2..4].copy_from_slice(&seq.to_be_bytes());
-        b[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-        b[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        self.addrs[self.len] = dest;
-        self.len += 1;
-    }
-
-    /// Sends what is queued; returns how many went out.
-    fn flush(&mut self, fd: i32) -> u64 {
-        let n = self.len;
-        self.len = 0;
-        if n == 0 {
-            return 0;
-        }
-        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..n {
-            iovs[i] = libc::iovec {
-                iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: PACKET,
-            };
-            hdrs[i].msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
-            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
-        }
-        let mut sent = 0;
-        for _ in 0..4 {
-            // SAFETY: hdrs[sent..n] point into live buffers of self and iovs.
-            let r = unsafe { libc::sendmmsg(fd, hdrs[sent..n].as_mut_ptr(), (n - sent) as u32, 0) };
-            if r <= 0 {
-                break;
-            }
-            sent += r as usize;
-            if sent == n {
-                break;
-            }
-        }
-        sent as u64
-    }
-}
-
-/// Sends one direction of every call: call `i` in 1 ms slot `i % 20`, at
-/// real-time pace. A generator that falls more than one packet time behind
-/// (starved of CPU) skips the missed slots instead of bursting them, so the
-/// offered load never exceeds real time; skipped slots are counted.
-/// Returns (packets sent, slots skipped, worst lateness behind schedule).
-fn sender(
-    socks: Vec<UdpSocket>,
-    dests: Vec<libc::sockaddr_in>,
-    dir: u32,
-    start: Instant,
-    ticks: u64,
-) -> (u64, u64, Duration) {
-    let k = socks.len();
-    let mut batches: Vec<SendBatch> = (0..k).map(|_| SendBatch::new()).collect();
-    let (mut sent, mut skipped, mut worst) = (0u64, 0u64, Duration::ZERO);
-    let mut tick = 0;
-    while tick < ticks {
-        let due = start + Duration::from_millis(tick);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        } else {
-            let late = now - due;
-            worst = worst.max(late);
-            if late > Duration::from_millis(SLOTS) {
-                let behind = (late.as_millis() as u64).min(ticks - tick);
-                skipped += behind;
-                tick += behind;
-                continue;
-            }
-        }
-        let seq = (tick / SLOTS) as u16;
-        for call in ((tick % SLOTS) as usize..dests.len()).step_by(SLOTS as usize) {
-            let g = call % k;
-            batches[g].push(dests[call], call, dir, seq);
-            if batches[g].len == BATCH {
-                sent += batches[g].flush(socks[g].as_raw_fd());
-            }
-        }
-        for (b, s) in batches.iter_mut().zip(&socks) {
-            sent += b.flush(s.as_raw_fd());
-        }
-        tick += 1;
-    }
-    (sent, skipped, worst)
-}
-
-/// Counts packets per (call, direction) by SSRC on `socks` until `stop`
-/// (and the sockets are empty) or `deadline`. The sockets are polled
-/// (non-blocking recvmmsg, 1 ms naps when all are empty) rather than waited
-/// on: a thread blocked in recv would be woken by every packet the engine
-/// sends, and on loopback that wake-up is charged to the engine's send
-/// call, which a NIC would not do.
-fn receiver(socks: Vec<UdpSocket>, calls: usize, stop: Arc<AtomicBool>, deadline: Instant) -> Vec<u32> {
-    let mut counts = vec![0u32; calls * 2];
-    let mut bufs = vec![[0u8; 256]; BATCH];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    // SAFETY: mmsghdr is plain old data; all-zero is valid.
-    let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
-    for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()) {
-        h.msg_hdr.msg_iov = iov;
-        h.msg_hdr.msg_iovlen = 1;
-    }
-    while Instant::now() < deadline {
-        let mut got = 0;
-        for s in &socks {
-            for _ in 0..64 {
-                // SAFETY: hdrs point at live iovecs over live buffers.
-                let n = unsafe {
-                    libc::recvmmsg(
-                        s.as_raw_fd(),
-                        hdrs.as_mut_ptr(),
-                        BATCH as u32,
-                        libc::MSG_DONTWAIT,
-                        std::ptr::null_mut(),
-                    )
-                };
-                if n <= 0 {
-                    break;
-                }
-                for (h, b) in hdrs.iter().zip(&bufs).take(n as usize) {
-                    if h.msg_len >= 12 {
-                        let ssrc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]) as usize;
-                        if let Some(c) = counts.get_mut(ssrc) {
-                            *c += 1;
-                        }
-                    }
-                }
-                got += n as usize;
-                if (n as usize) < BATCH {
-                    break;
-                }
-            }
-        }
-        if got == 0 {
-            if stop.load(Relaxed) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    counts
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// UDP receive-buffer overflows on the whole host (/proc/net/snmp).
-fn udp_rcvbuf_errors() -> u64 {
-    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let mut lines = s.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(h), Some(v)) = (lines.next(), lines.next()) else {
-        return 0;
-    };
-    h.split_whitespace()
-        .zip(v.split_whitespace())
-        .find(|(k, _)| *k == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Row {
@@ -358,31 +133,57 @@ fn raise_fd_limit() {
     }
 }
 
+/// RTP clock rate and payload type the bench uses for leg B's codec.
+fn codec_b_format(name: &str) -> Result<(u32, u8), String> {
+    match name.to_ascii_uppercase().as_str() {
+        "PCMU" => Ok((8000, 0)),
+        "PCMA" => Ok((8000, 8)),
+        "G722" => Ok((8000, 9)),
+        "OPUS" => Ok((48000, 111)),
+        _ => Err(format!("--codec-b {name}: PCMU, PCMA, G722 or opus")),
+    }
+}
+
 fn run(a: &Args, calls: usize) -> Result<Row, String> {
     let engine = Engine::start(EngineConfig {
         port_min: a.port_min,
         port_max: a.port_max,
         workers: a.workers,
         max_sessions: calls.max(1),
+        opus_complexity: a.opus_complexity,
         ..EngineConfig::default()
     })
     .map_err(|e| e.to_string())?;
     let k = a.gen_sockets;
     let (ga, gb): (Vec<_>, Vec<_>) = (0..k).map(|_| (gen_socket(), gen_socket())).unzip();
     let rss0 = rss_kib();
-    let spec = LegSpec {
+    let (rate_b, pt_b) = codec_b_format(&a.codec_b)?;
+    let transcode = !a.codec_b.eq_ignore_ascii_case("PCMU");
+    let leg = |codec: Option<LegCodec>| LegSpec {
         rtcp_mux: a.mux,
+        codec,
         ..LegSpec::default()
     };
+    let (spec_a, spec_b) = if transcode {
+        (
+            leg(Some(LegCodec::new("PCMU", 8000, 0))),
+            leg(Some(LegCodec::new(&a.codec_b, rate_b, pt_b))),
+        )
+    } else {
+        (leg(None), leg(None))
+    };
+    let stream_a = Stream::encoded("PCMU", 8000, 0)?;
+    let stream_b = Stream::encoded(&a.codec_b, rate_b, pt_b)?;
     let mut sessions: Vec<SessionId> = Vec::with_capacity(calls);
+    let mut port_map = vec![0u32; 65536];
     let (mut to_a, mut to_b) = (Vec::with_capacity(calls), Vec::with_capacity(calls));
     for i in 0..calls {
         let s = engine
             .create_session(&format!("bench-{i}"))
             .map_err(|e| e.to_string())?;
         sessions.push(s);
-        let la = engine.add_leg(s, &spec).map_err(|e| e.to_string())?;
-        let lb = engine.add_leg(s, &spec).map_err(|e| e.to_string())?;
+        let la = engine.add_leg(s, &spec_a).map_err(|e| e.to_string())?;
+        let lb = engine.add_leg(s, &spec_b).map_err(|e| e.to_string())?;
         let set = |l: &media_engine::LegInfo, g: &UdpSocket| {
             engine.set_remote(s, l.leg, g.local_addr().unwrap(), None)
         };
@@ -391,7 +192,10 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
         engine.connect(s, la.leg, lb.leg).map_err(|e| e.to_string())?;
         to_a.push(sockaddr_in(la.rtp));
         to_b.push(sockaddr_in(lb.rtp));
+        port_map[usize::from(la.rtp.port())] = (2 * i + 1) as u32;
+        port_map[usize::from(lb.rtp.port())] = (2 * i + 2) as u32;
     }
+    let port_map = Arc::new(port_map);
     let rss_per_call = (rss_kib().saturating_sub(rss0)) as f64 / calls.max(1) as f64;
 
     let total = Duration::from_secs(a.warmup + a.seconds);
@@ -403,13 +207,13 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
     let receivers: Vec<_> = [clone_all(&ga), clone_all(&gb)]
         .into_iter()
         .map(|socks| {
-            let stop = stop.clone();
-            std::thread::spawn(move || receiver(socks, calls, stop, deadline))
+            let (stop, port_map) = (stop.clone(), port_map.clone());
+            std::thread::spawn(move || receiver(socks, port_map, stop, deadline))
         })
         .collect();
     let (sa, sb) = (clone_all(&ga), clone_all(&gb));
-    let send_a = std::thread::spawn(move || sender(sa, to_a, 0, start, ticks));
-    let send_b = std::thread::spawn(move || sender(sb, to_b, 1, start, ticks));
+    let send_a = std::thread::spawn(move || sender(sa, to_a, 0, stream_a, start, ticks));
+    let send_b = std::thread::spawn(move || sender(sb, to_b, 1, stream_b, start, ticks));
 
     std::thread::sleep((start + Duration::from_secs(a.warmup)).saturating_duration_since(Instant::now()));
     let snap = |e: &Engine| {
@@ -487,15 +291,17 @@ fn main() {
     raise_fd_limit();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "vpbx-media-bench: {} s measured after {} s warm-up, {} cores, {} generator sockets/side, {}",
+        "vpbx-media-bench: {} s measured after {} s warm-up, {} cores, {} generator sockets/side, {}, PCMU <-> {}{}",
         a.seconds,
         a.warmup,
         cores,
         a.gen_sockets,
-        if a.mux { "rtcp-mux" } else { "RTP/RTCP port pairs" }
+        if a.mux { "rtcp-mux" } else { "RTP/RTCP port pairs" },
+        a.codec_b,
+        if a.codec_b.eq_ignore_ascii_case("PCMU") { " (relay)" } else { " (transcoding)" }
     );
     println!(
-        "{:>6} {:>4} {:>10} {:>10} {:>9} {:>10} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
+        "{:>6} {:>4} {:>10} {:>10} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
         "calls",
         "wrk",
         "sent",
@@ -504,6 +310,7 @@ fn main() {
         "relay pps",
         "us/pkt",
         "wrk cpu%",
+        "calls/cr",
         "KiB/cl",
         "drops",
         "late ms",
@@ -515,7 +322,7 @@ fn main() {
             Ok(r) => {
                 let loss = 100.0 * (1.0 - r.received as f64 / r.sent.max(1) as f64);
                 println!(
-                    "{:>6} {:>4} {:>10} {:>10} {:>9.4} {:>10.0} {:>8.2} {:>8.1} {:>7.2} {:>7} {:>8.1} {:>7.2}",
+                    "{:>6} {:>4} {:>10} {:>10} {:>9.4} {:>10.0} {:>8.2} {:>8.1} {:>8.0} {:>7.2} {:>7} {:>8.1} {:>7.2}",
                     r.calls,
                     r.workers,
                     r.sent,
@@ -524,6 +331,7 @@ fn main() {
                     r.relayed_pps,
                     r.cpu_us_per_packet,
                     r.worker_cpu_pct,
+                    r.calls as f64 / (r.worker_cpu_pct / 100.0).max(1e-9),
                     r.rss_kib_per_call,
                     r.drops,
                     r.gen_late_ms,
@@ -557,7 +365,7 @@ fn main() {
             .map(|(r, loss)| {
                 format!(
                     "{{\"calls\":{},\"workers\":{},\"sent\":{},\"received\":{},\"loss_pct\":{:.6},\
-                     \"relayed_pps\":{:.1},\"cpu_us_per_packet\":{:.4},\"worker_cpu_pct\":{:.2},\
+                     \"relayed_pps\":{:.1},\"cpu_us_per_packet\":{:.4},\"worker_cpu_pct\":{:.2},\"calls_per_core\":{:.0},\
                      \"rss_kib_per_call\":{:.3},\"engine_drops\":{},\"host_rcvbuf_errors\":{},\
                      \"generator_late_ms\":{:.2},\"generator_skipped_pct\":{:.3}}}",
                     r.calls,
@@ -568,6 +376,7 @@ fn main() {
                     r.relayed_pps,
                     r.cpu_us_per_packet,
                     r.worker_cpu_pct,
+                    r.calls as f64 / (r.worker_cpu_pct / 100.0).max(1e-9),
                     r.rss_kib_per_call,
                     r.drops,
                     r.host_rcvbuf_errors,
@@ -577,7 +386,8 @@ fn main() {
             })
             .collect();
         let doc = format!(
-            "{{\"bench\":\"vpbx-media-bench\",\"seconds\":{},\"warmup\":{},\"cores\":{},\"rows\":[{}]}}\n",
+            "{{\"bench\":\"vpbx-media-bench\",\"codec_b\":\"{}\",\"seconds\":{},\"warmup\":{},\"cores\":{},\"rows\":[{}]}}\n",
+            a.codec_b,
             a.seconds,
             a.warmup,
             cores,
