@@ -6,7 +6,9 @@
 //! each with its own epoll (`mio::Poll`). Sessions (one per call) are pinned
 //! to a worker; their legs relay RTP/RTCP to each other without decoding,
 //! with symmetric-RTP latching, strict-source checks, flood limits and
-//! receive statistics (RFC 3550 Appendix A). Events reach the control plane
+//! receive statistics (RFC 3550 Appendix A). Legs whose codecs (or ptimes)
+//! differ are transcoded through the core's jitter buffer and codecs on a
+//! 10 ms per-worker media tick. Events reach the control plane
 //! through [`Engine::event_fd`] + [`Engine::poll_events`]; Rust never calls
 //! Python.
 //!
