@@ -1,0 +1,317 @@
+//! The engine's control API. Every call is synchronous and cheap: it
+//! allocates ports (in the calling thread), then hands a command to the
+//! worker that owns the session and waits for its answer. Sessions are
+//! pinned to one worker for life, so all legs of a call share a thread and
+//! the packet path never locks.
+
+use crate::config::{EngineConfig, LegSpec};
+use crate::error::{Error, Result};
+use crate::events::{Event, EventQueue};
+use crate::ports::PortPool;
+use crate::stats::{EngineStats, InterfaceStats, SessionStats, WorkerCounters, WorkerStats};
+use crate::sys::thread_cpu_time;
+use crate::types::{LegId, SessionId};
+use crate::worker::{Command, NewLeg, Worker, WorkerConfig, WAKER};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// What `add_leg` created: the addresses to put into SDP.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LegInfo {
+    pub leg: LegId,
+    /// Advertised RTP address (the interface's public address).
+    pub rtp: SocketAddr,
+    /// Advertised RTCP address; `None` with rtcp-mux.
+    pub rtcp: Option<SocketAddr>,
+}
+
+struct WorkerHandle {
+    commands: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    counters: Arc<WorkerCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The media engine: port pools, worker threads and the event queue.
+/// `Send + Sync`: share it (e.g. in an `Arc`) between control threads.
+/// Dropping it stops the workers and frees every port.
+pub struct Engine {
+    config: EngineConfig,
+    pools: Vec<PortPool>,
+    workers: Vec<WorkerHandle>,
+    /// Which worker owns each live session.
+    directory: Mutex<HashMap<SessionId, usize>>,
+    next_session: AtomicU64,
+    /// Admitted sessions (reserved before the worker creates them).
+    admitted: AtomicUsize,
+    refused: AtomicU64,
+    events: Arc<EventQueue>,
+}
+
+impl Engine {
+    /// Validates the config, creates the port pools and starts the workers.
+    pub fn start(config: EngineConfig) -> Result<Engine> {
+        config.validate()?;
+        let pools = config
+            .interfaces
+            .iter()
+            .map(|i| PortPool::new(i, config.port_min, config.port_max, config.socket_recv_buffer))
+            .collect::<Result<Vec<_>>>()?;
+        let events = Arc::new(
+            EventQueue::new(config.event_queue_capacity).map_err(|e| Error::io("creating the eventfd", e))?,
+        );
+        let mut wcfg = WorkerConfig::new(config.max_pps_per_leg, config.relatch_after, config.media_timeout);
+        wcfg.opus_complexity = config.opus_complexity;
+        let mut engine = Engine {
+            config,
+            pools,
+            workers: Vec::new(),
+            directory: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+            admitted: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            events,
+        };
+        for index in 0..engine.config.worker_count() {
+            // On error the workers started so far are stopped by Drop.
+            let poll = mio::Poll::new().map_err(|e| Error::io("creating an epoll instance", e))?;
+            let waker = Arc::new(
+                mio::Waker::new(poll.registry(), WAKER).map_err(|e| Error::io("creating a waker", e))?,
+            );
+            let (tx, rx) = mpsc::channel();
+            let counters = Arc::new(WorkerCounters::default());
+            let worker = Worker::new(poll, rx, engine.events.clone(), counters.clone(), wcfg);
+            let thread = std::thread::Builder::new()
+                .name(format!("vpbx-media-{index}"))
+                .spawn(move || worker.run())
+                .map_err(|e| Error::io("spawning a media worker", e))?;
+            engine.workers.push(WorkerHandle {
+                commands: tx,
+                waker,
+                counters,
+                thread: Some(thread),
+            });
+        }
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Sends a command to worker `w` and waits for its answer.
+    fn call<T>(&self, w: usize, make: impl FnOnce(SyncSender<Result<T>>) -> Command) -> Result<T> {
+        let h = self.workers.get(w).ok_or(Error::Stopped)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        h.commands.send(make(tx)).map_err(|_| Error::Stopped)?;
+        h.waker
+            .wake()
+            .map_err(|e| Error::io("waking a media worker", e))?;
+        match rx.recv_timeout(self.config.control_timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                worker: w,
+                waited: self.config.control_timeout,
+            }),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Stopped),
+        }
+    }
+
+    fn worker_of(&self, session: SessionId) -> Result<usize> {
+        let dir = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        dir.get(&session).copied().ok_or(Error::UnknownSession(session))
+    }
+
+    /// Creates a session for a call on the least loaded worker. Refused
+    /// with [`Error::TooManySessions`] once `max_sessions` exist.
+    pub fn create_session(&self, call_id: &str) -> Result<SessionId> {
+        let limit = self.config.max_sessions;
+        if self
+            .admitted
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .is_err()
+        {
+            self.refused.fetch_add(1, Relaxed);
+            return Err(Error::TooManySessions { limit });
+        }
+        let id = SessionId(self.next_session.fetch_add(1, Relaxed));
+        let w = (0..self.workers.len())
+            .min_by_key(|&i| self.workers[i].counters.sessions.load(Relaxed))
+            .unwrap_or(0);
+        // Registered first so a concurrent call on the id finds its worker.
+        self.directory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, w);
+        let call_id = call_id.to_string();
+        match self.call(w, |reply| Command::CreateSession { id, call_id, reply }) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.directory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                self.admitted.fetch_sub(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Allocates ports on the leg's interface and adds the leg to the
+    /// session. Nothing is sent until `set_remote`/latching gives the leg
+    /// an address and `connect` gives it a partner.
+    pub fn add_leg(&self, session: SessionId, spec: &LegSpec) -> Result<LegInfo> {
+        let w = self.worker_of(session)?;
+        if spec.clock_rate == 0 {
+            return Err(Error::Invalid("clock rate must be positive".into()));
+        }
+        let pool = match &spec.interface {
+            None => &self.pools[0],
+            Some(name) => self
+                .pools
+                .iter()
+                .find(|p| &p.spec().name == name)
+                .ok_or_else(|| Error::UnknownInterface(name.clone()))?,
+        };
+        if let Some(c) = &spec.codec {
+            media_core::codec::find(&c.name, c.clock_rate, c.channels)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+        }
+        let alloc = pool.allocate(spec.rtcp_mux)?;
+        let ip = pool.spec().advertised;
+        let port_of = |s: &std::net::UdpSocket| {
+            s.local_addr()
+                .map(|a| SocketAddr::new(ip, a.port()))
+                .map_err(|e| Error::io("reading a bound socket's address", e))
+        };
+        let rtp = port_of(&alloc.rtp)?;
+        let rtcp = alloc.rtcp.as_ref().map(port_of).transpose()?;
+        let leg = Box::new(NewLeg {
+            alloc,
+            interface: pool.spec().name.clone(),
+            local_rtp: rtp,
+            local_rtcp: rtcp,
+            label: spec.label.clone(),
+            strict: spec.strict_source.unwrap_or(self.config.strict_source),
+            clock_rate: spec.clock_rate,
+            codec: spec.codec.clone(),
+        });
+        // If the worker refuses (or is gone), the command and with it the
+        // allocation are dropped, so the ports go back to the pool.
+        let leg = self.call(w, |reply| Command::AddLeg { session, leg, reply })?;
+        Ok(LegInfo { leg, rtp, rtcp })
+    }
+
+    /// Sets the leg's peer address from SDP (`c=`/`m=` and `a=rtcp`, RFC
+    /// 3605). Resets latching: the next packets teach the real address.
+    pub fn set_remote(
+        &self,
+        session: SessionId,
+        leg: LegId,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+    ) -> Result<()> {
+        let w = self.worker_of(session)?;
+        self.call(w, |reply| Command::SetRemote {
+            session,
+            leg,
+            rtp,
+            rtcp,
+            reply,
+        })
+    }
+
+    /// Forwards media between legs `a` and `b` of the session, both ways:
+    /// as is, or transcoded when both legs name codecs (`LegSpec::codec`)
+    /// that differ in format or ptime.
+    pub fn connect(&self, session: SessionId, a: LegId, b: LegId) -> Result<()> {
+        let w = self.worker_of(session)?;
+        self.call(w, |reply| Command::Connect { session, a, b, reply })
+    }
+
+    /// Deletes the session; its ports are free (and closed) on return.
+    /// Returns the final statistics.
+    pub fn delete_session(&self, session: SessionId) -> Result<SessionStats> {
+        let w = {
+            let mut dir = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+            dir.remove(&session).ok_or(Error::UnknownSession(session))?
+        };
+        // The id is gone from the directory either way; the admission slot is
+        // released even if the worker is stuck (it deletes once it runs).
+        let r = self.call(w, |reply| Command::Delete { session, reply });
+        self.admitted.fetch_sub(1, Relaxed);
+        r
+    }
+
+    pub fn session_stats(&self, session: SessionId) -> Result<SessionStats> {
+        let w = self.worker_of(session)?;
+        self.call(w, |reply| Command::Stats { session, reply })
+    }
+
+    /// Engine-wide counters; reads atomics only (no worker round trip).
+    pub fn engine_stats(&self) -> EngineStats {
+        let mut s = EngineStats {
+            sessions_refused: self.refused.load(Relaxed),
+            events_lost: self.events.lost_total(),
+            ..EngineStats::default()
+        };
+        for h in &self.workers {
+            h.counters.add_into(&mut s);
+            let ws = WorkerStats {
+                sessions: h.counters.sessions.load(Relaxed),
+                legs: h.counters.legs.load(Relaxed),
+                packets_relayed: h.counters.relayed.load(Relaxed),
+                cpu_time: h
+                    .thread
+                    .as_ref()
+                    .and_then(|t| thread_cpu_time(t.as_pthread_t()))
+                    .unwrap_or_default(),
+            };
+            s.sessions += ws.sessions;
+            s.legs += ws.legs;
+            s.workers.push(ws);
+        }
+        for p in &self.pools {
+            let ports = p.stats();
+            s.ports_used += ports.used;
+            s.ports_free += ports.free;
+            s.interfaces.push(InterfaceStats {
+                name: p.spec().name.clone(),
+                ports,
+            });
+        }
+        s
+    }
+
+    /// Descriptor that becomes readable when events are queued: give it to
+    /// the asyncio loop (`loop.add_reader`) and call [`Engine::poll_events`]
+    /// when it fires. Owned by the engine; do not close it.
+    pub fn event_fd(&self) -> RawFd {
+        self.events.raw_fd()
+    }
+
+    /// Takes all queued events (never blocks; may be empty).
+    pub fn poll_events(&self) -> Vec<Event> {
+        self.events.drain()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for h in &self.workers {
+            let _ = h.commands.send(Command::Shutdown);
+            let _ = h.waker.wake();
+        }
+        for h in &mut self.workers {
+            if let Some(t) = h.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

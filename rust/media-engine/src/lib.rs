@@ -1,0 +1,45 @@
+//! vpbx media engine: the I/O side of the media plane (DESIGN.md §1).
+//!
+//! It owns sockets, threads and time; the packet and sample logic comes
+//! from the sans-IO crate `media_core`. An [`Engine`] holds one UDP
+//! [`PortPool`] per configured interface and a fixed set of worker threads,
+//! each with its own epoll (`mio::Poll`). Sessions (one per call) are pinned
+//! to a worker; their legs relay RTP/RTCP to each other without decoding,
+//! with symmetric-RTP latching, strict-source checks, flood limits and
+//! receive statistics (RFC 3550 Appendix A). Legs whose codecs (or ptimes)
+//! differ are transcoded through the core's jitter buffer and codecs on a
+//! 10 ms per-worker media tick. Events reach the control plane
+//! through [`Engine::event_fd`] + [`Engine::poll_events`]; Rust never calls
+//! Python.
+//!
+//! ```no_run
+//! use media_engine::{Engine, EngineConfig, LegSpec};
+//! let engine = Engine::start(EngineConfig::default())?;
+//! let s = engine.create_session("call-1@host")?;
+//! let a = engine.add_leg(s, &LegSpec::default())?; // offer side: a.rtp goes into SDP
+//! let b = engine.add_leg(s, &LegSpec::default())?;
+//! engine.set_remote(s, a.leg, "192.0.2.10:4000".parse().unwrap(), None)?;
+//! engine.set_remote(s, b.leg, "192.0.2.20:5000".parse().unwrap(), None)?;
+//! engine.connect(s, a.leg, b.leg)?;
+//! let final_stats = engine.delete_session(s)?;
+//! # Ok::<(), media_engine::Error>(())
+//! ```
+
+mod config;
+mod engine;
+mod error;
+mod events;
+pub mod ports;
+mod stats;
+mod sys;
+mod types;
+mod worker;
+
+pub use config::{EngineConfig, InterfaceSpec, LegCodec, LegSpec};
+pub use engine::{Engine, LegInfo};
+pub use error::{Error, Result};
+pub use events::Event;
+pub use ports::{PoolStats, PortPool};
+pub use stats::{DropCounts, DropKind, EngineStats, InterfaceStats, LegStats, SessionStats, WorkerStats};
+pub use types::{LegId, SessionId};
+pub use worker::MAX_LEGS_PER_SESSION;

@@ -1,0 +1,537 @@
+//! A worker thread: one `mio::Poll` over the sockets of the sessions pinned
+//! to it, a command channel woken by a `mio::Waker`, and its own clock for
+//! media timeouts. Everything a packet touches belongs to this thread, so
+//! the packet path takes no lock.
+
+mod leg;
+mod relay;
+mod transcode;
+
+use crate::config::LegCodec;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventQueue};
+use crate::ports::Allocation;
+use crate::stats::{SessionStats, WorkerCounters};
+use crate::sys::Batch;
+use crate::types::{LegId, SessionId};
+use leg::{Leg, LegParts, LegPolicy};
+use media_core::rtp_stats::Receiver as RtpReceiver;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Legs one session may have at most.
+pub const MAX_LEGS_PER_SESSION: usize = 16;
+pub(crate) const WAKER: Token = Token(usize::MAX);
+/// Period of the media tick that drives transcoding (pops and encodes).
+const MEDIA_TICK: Duration = Duration::from_millis(10);
+
+pub(crate) type Reply<T> = SyncSender<Result<T>>;
+
+/// A leg as the engine hands it to the worker: sockets already bound.
+pub(crate) struct NewLeg {
+    pub alloc: Allocation,
+    pub interface: String,
+    pub local_rtp: SocketAddr,
+    pub local_rtcp: Option<SocketAddr>,
+    pub label: Option<String>,
+    pub strict: bool,
+    pub clock_rate: u32,
+    pub codec: Option<LegCodec>,
+}
+
+pub(crate) enum Command {
+    CreateSession {
+        id: SessionId,
+        call_id: String,
+        reply: Reply<()>,
+    },
+    AddLeg {
+        session: SessionId,
+        leg: Box<NewLeg>,
+        reply: Reply<LegId>,
+    },
+    SetRemote {
+        session: SessionId,
+        leg: LegId,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        reply: Reply<()>,
+    },
+    Connect {
+        session: SessionId,
+        a: LegId,
+        b: LegId,
+        reply: Reply<()>,
+    },
+    Delete {
+        session: SessionId,
+        reply: Reply<SessionStats>,
+    },
+    Stats {
+        session: SessionId,
+        reply: Reply<SessionStats>,
+    },
+    Shutdown,
+}
+
+/// Settings a worker needs, copied from the engine config.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct WorkerConfig {
+    pub policy: LegPolicy,
+    pub media_timeout: Duration,
+    pub opus_complexity: u8,
+}
+
+impl WorkerConfig {
+    pub fn new(max_pps: u32, relatch_after: Duration, media_timeout: Duration) -> Self {
+        WorkerConfig {
+            policy: LegPolicy {
+                max_pps,
+                relatch_after,
+            },
+            media_timeout,
+            opus_complexity: 9,
+        }
+    }
+    /// Housekeeping period: a quarter of the media timeout, within
+    /// 10..=500 ms, so a timeout is reported at most 25% late.
+    fn tick(&self) -> Duration {
+        (self.media_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500))
+    }
+}
+
+struct Session {
+    call_id: String,
+    created: Instant,
+    /// (leg id, slab key) in creation order.
+    legs: Vec<(LegId, usize)>,
+    next_leg: u32,
+}
+
+/// Vec-backed slab: stable keys for legs, reused after removal.
+struct Slab<T> {
+    entries: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Self {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+    fn insert(&mut self, v: T) -> usize {
+        match self.free.pop() {
+            Some(k) => {
+                self.entries[k] = Some(v);
+                k
+            }
+            None => {
+                self.entries.push(Some(v));
+                self.entries.len() - 1
+            }
+        }
+    }
+    fn remove(&mut self, k: usize) -> Option<T> {
+        let v = self.entries.get_mut(k)?.take();
+        if v.is_some() {
+            self.free.push(k);
+        }
+        v
+    }
+    fn get(&self, k: usize) -> Option<&T> {
+        self.entries.get(k)?.as_ref()
+    }
+    fn get_mut(&mut self, k: usize) -> Option<&mut T> {
+        self.entries.get_mut(k)?.as_mut()
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.entries.iter_mut().filter_map(|e| e.as_mut())
+    }
+}
+
+pub(crate) struct Worker {
+    poll: Poll,
+    commands: Receiver<Command>,
+    events: Arc<EventQueue>,
+    counters: Arc<WorkerCounters>,
+    config: WorkerConfig,
+    sessions: HashMap<SessionId, Session>,
+    legs: Slab<Leg>,
+    batch: Box<Batch>,
+    /// Sockets left unread after their fair share, revisited next round.
+    backlog: Vec<Token>,
+    backlog_next: Vec<Token>,
+    epoch: Instant,
+    /// Legs with a transcoder; the media tick runs while there are any.
+    transcoding: usize,
+}
+
+impl Worker {
+    pub fn new(
+        poll: Poll,
+        commands: Receiver<Command>,
+        events: Arc<EventQueue>,
+        counters: Arc<WorkerCounters>,
+        config: WorkerConfig,
+    ) -> Self {
+        Worker {
+            poll,
+            commands,
+            events,
+            counters,
+            config,
+            sessions: HashMap::new(),
+            legs: Slab::new(),
+            batch: Batch::new(),
+            backlog: Vec::new(),
+            backlog_next: Vec::new(),
+            epoch: Instant::now(),
+            transcoding: 0,
+        }
+    }
+
+    /// The thread body: returns on `Command::Shutdown` or when the engine
+    /// is gone, after closing every socket (which frees the ports).
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let tick = self.config.tick();
+        let mut next_tick = Instant::now() + tick;
+        let mut next_media = Instant::now() + MEDIA_TICK;
+        loop {
+            let wake = if self.transcoding > 0 {
+                next_tick.min(next_media)
+            } else {
+                next_tick
+            };
+            let timeout = if self.backlog.is_empty() {
+                wake.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    self.counters.receive_errors.fetch_add(1, Relaxed);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                continue;
+            }
+            std::mem::swap(&mut self.backlog, &mut self.backlog_next);
+            for i in 0..self.backlog_next.len() {
+                let token = self.backlog_next[i];
+                if self.on_readable(token) {
+                    self.backlog.push(token);
+                }
+            }
+            self.backlog_next.clear();
+            for ev in events.iter() {
+                if ev.token() != WAKER && self.on_readable(ev.token()) {
+                    self.backlog.push(ev.token());
+                }
+            }
+            loop {
+                match self.commands.try_recv() {
+                    Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return self.close_all(),
+                    Ok(cmd) => self.handle(cmd),
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            let now = Instant::now();
+            if self.transcoding > 0 && now >= next_media {
+                self.media_tick(now);
+                next_media = (next_media + MEDIA_TICK).max(now);
+            }
+            if now >= next_tick {
+                self.housekeeping(now);
+                next_tick = now + tick;
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let _ = self.delete(id);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let timeout = self.config.media_timeout;
+        for leg in self.legs.iter_mut() {
+            if let Some(silent_for) = leg.check_timeout(now, timeout) {
+                self.events.push(Event::MediaTimeout {
+                    session: leg.session,
+                    leg: leg.id,
+                    silent_for,
+                });
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        // A dropped reply receiver (caller timed out) is not an error here.
+        match cmd {
+            Command::CreateSession { id, call_id, reply } => {
+                self.sessions.insert(
+                    id,
+                    Session {
+                        call_id,
+                        created: Instant::now(),
+                        legs: Vec::new(),
+                        next_leg: 0,
+                    },
+                );
+                self.counters.sessions.store(self.sessions.len(), Relaxed);
+                let _ = reply.send(Ok(()));
+            }
+            Command::AddLeg { session, leg, reply } => {
+                let _ = reply.send(self.add_leg(session, *leg));
+            }
+            Command::SetRemote {
+                session,
+                leg,
+                rtp,
+                rtcp,
+                reply,
+            } => {
+                let r = self.leg_key(session, leg).map(|k| {
+                    if let Some(l) = self.legs.get_mut(k) {
+                        l.set_remote(rtp, rtcp, Instant::now());
+                    }
+                });
+                let _ = reply.send(r);
+            }
+            Command::Connect { session, a, b, reply } => {
+                let _ = reply.send(self.connect(session, a, b));
+            }
+            Command::Delete { session, reply } => {
+                let _ = reply.send(self.delete(session));
+            }
+            Command::Stats { session, reply } => {
+                let _ = reply.send(self.session_stats(session));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn leg_key(&self, session: SessionId, leg: LegId) -> Result<usize> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(Error::UnknownSession(session))?;
+        s.legs
+            .iter()
+            .find(|(id, _)| *id == leg)
+            .map(|&(_, k)| k)
+            .ok_or(Error::UnknownLeg { session, leg })
+    }
+
+    /// Registers the leg's sockets. On any error the `NewLeg` (and with it
+    /// the sockets and the port guard) is dropped: the ports go back.
+    fn add_leg(&mut self, session: SessionId, new: NewLeg) -> Result<LegId> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(Error::UnknownSession(session))?;
+        if s.legs.len() >= MAX_LEGS_PER_SESSION {
+            return Err(Error::TooManyLegs {
+                session,
+                limit: MAX_LEGS_PER_SESSION,
+            });
+        }
+        let receiver = RtpReceiver::new(new.clock_rate)
+            .map_err(|e| Error::Invalid(format!("clock rate {}: {e}", new.clock_rate)))?;
+        let id = LegId(s.next_leg);
+        let Allocation { rtp, rtcp, guard } = new.alloc;
+        let parts = LegParts {
+            session,
+            id,
+            label: new.label,
+            interface: new.interface,
+            rtp: mio::net::UdpSocket::from_std(rtp),
+            rtcp: rtcp.map(mio::net::UdpSocket::from_std),
+            local_rtp: new.local_rtp,
+            local_rtcp: new.local_rtcp,
+            strict: new.strict,
+            receiver,
+            codec: new.codec,
+            ports: guard,
+        };
+        let key = self
+            .legs
+            .insert(Leg::new(parts, &self.config.policy, Instant::now()));
+        if let Err(e) = self.register(key) {
+            self.remove_leg(key);
+            return Err(e);
+        }
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.next_leg += 1;
+            s.legs.push((id, key));
+        }
+        self.counters.legs.fetch_add(1, Relaxed);
+        Ok(id)
+    }
+
+    fn register(&mut self, key: usize) -> Result<()> {
+        let registry = self.poll.registry();
+        let leg = self.legs.get_mut(key).ok_or(Error::Stopped)?;
+        registry
+            .register(&mut leg.rtp, Token(key * 2), Interest::READABLE)
+            .map_err(|e| Error::io("registering an RTP socket with epoll", e))?;
+        if let Some(rtcp) = leg.rtcp.as_mut() {
+            registry
+                .register(rtcp, Token(key * 2 + 1), Interest::READABLE)
+                .map_err(|e| Error::io("registering an RTCP socket with epoll", e))?;
+        }
+        Ok(())
+    }
+
+    /// Unlinks, deregisters and drops a leg (closing its sockets, then
+    /// freeing its ports).
+    fn remove_leg(&mut self, key: usize) -> Option<Leg> {
+        self.unlink(key);
+        let mut leg = self.legs.remove(key)?;
+        let registry = self.poll.registry();
+        let _ = registry.deregister(&mut leg.rtp);
+        if let Some(rtcp) = leg.rtcp.as_mut() {
+            let _ = registry.deregister(rtcp);
+        }
+        Some(leg)
+    }
+
+    /// Bidirectional forwarding between two legs of one session; each
+    /// leaves any earlier partner. When both legs name codecs that differ
+    /// (or only their ptime does), media is transcoded both ways.
+    fn connect(&mut self, session: SessionId, a: LegId, b: LegId) -> Result<()> {
+        let ka = self.leg_key(session, a)?;
+        let kb = self.leg_key(session, b)?;
+        if ka == kb {
+            return Err(Error::Invalid(format!("cannot connect leg {a} to itself")));
+        }
+        let codec = |k: usize| self.legs.get(k).and_then(|l| l.codec.clone());
+        let transcoders = match (codec(ka), codec(kb)) {
+            (Some(ca), Some(cb)) if !ca.same_stream(&cb) => {
+                let opus = self.config.opus_complexity;
+                let seed = self.epoch.elapsed().subsec_nanos() ^ (session.0 as u32).wrapping_mul(0x9e37_79b1);
+                Some((
+                    transcode::Transcoder::new(&ca, &cb, seed ^ a.0.wrapping_mul(0x85eb_ca6b), opus)?,
+                    transcode::Transcoder::new(&cb, &ca, seed ^ b.0.wrapping_mul(0xc2b2_ae35) ^ 1, opus)?,
+                ))
+            }
+            _ => None,
+        };
+        self.unlink(ka);
+        self.unlink(kb);
+        let (ta, tb) = match transcoders {
+            Some((x, y)) => (Some(Box::new(x)), Some(Box::new(y))),
+            None => (None, None),
+        };
+        for (k, other, t) in [(ka, kb, ta), (kb, ka, tb)] {
+            if let Some(l) = self.legs.get_mut(k) {
+                l.peer = Some(other);
+                if t.is_some() {
+                    self.transcoding += 1;
+                }
+                l.transcode = t;
+            }
+        }
+        Ok(())
+    }
+
+    /// Disconnects a leg from its partner (both sides), dropping transcoders.
+    fn unlink(&mut self, key: usize) {
+        let Some(peer) = self.legs.get_mut(key).and_then(|l| l.peer.take()) else {
+            return;
+        };
+        for k in [key, peer] {
+            if let Some(l) = self.legs.get_mut(k) {
+                if l.transcode.take().is_some() {
+                    self.transcoding -= 1;
+                }
+                if k == peer && l.peer == Some(key) {
+                    l.peer = None;
+                }
+            }
+        }
+    }
+
+    /// Runs every transcoder: the packets due now go out from the peer
+    /// leg's RTP socket to its peer.
+    fn media_tick(&mut self, now: Instant) {
+        let epoch = self.epoch;
+        for key in 0..self.legs.entries.len() {
+            let Some(leg) = self.legs.get(key) else { continue };
+            let (Some(peer), true) = (leg.peer, leg.transcode.is_some()) else {
+                continue;
+            };
+            let Some((fd, dest)) = self.legs.get(peer).map(|p| (p.rtp.as_raw_fd(), p.rtp_dest())) else {
+                continue;
+            };
+            let dest = dest.map(crate::sys::RawAddr::new);
+            let (mut sent, mut bytes, mut failed) = (0u64, 0u64, 0u64);
+            if let Some(t) = self.legs.get_mut(key).and_then(|l| l.transcode.as_mut()) {
+                t.run(now, epoch, |pkt| {
+                    match dest.as_ref().map(|d| crate::sys::send_one(fd, pkt, d)) {
+                        Some(Ok(_)) => {
+                            sent += 1;
+                            bytes += pkt.len() as u64;
+                        }
+                        _ => failed += 1,
+                    }
+                });
+            }
+            if let Some(p) = self.legs.get_mut(peer) {
+                p.packets_out += sent;
+                p.bytes_out += bytes;
+            }
+            if failed > 0 {
+                if let Some(l) = self.legs.get_mut(key) {
+                    l.dropped.add(crate::stats::DropKind::SendFailed, failed);
+                }
+                self.counters
+                    .count_drop(crate::stats::DropKind::SendFailed, failed);
+            }
+            self.counters.relayed.fetch_add(sent, Relaxed);
+            self.counters.relayed_bytes.fetch_add(bytes, Relaxed);
+        }
+    }
+
+    fn session_stats(&self, session: SessionId) -> Result<SessionStats> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(Error::UnknownSession(session))?;
+        let now = Instant::now();
+        Ok(SessionStats {
+            session,
+            call_id: s.call_id.clone(),
+            age: now.saturating_duration_since(s.created),
+            legs: s
+                .legs
+                .iter()
+                .filter_map(|&(_, k)| self.legs.get(k).map(|l| l.stats(now)))
+                .collect(),
+        })
+    }
+
+    /// Removes the session; its ports are free when this returns.
+    fn delete(&mut self, session: SessionId) -> Result<SessionStats> {
+        let stats = self.session_stats(session)?;
+        if let Some(s) = self.sessions.remove(&session) {
+            for (_, k) in s.legs {
+                if self.remove_leg(k).is_some() {
+                    self.counters.legs.fetch_sub(1, Relaxed);
+                }
+            }
+        }
+        self.counters.sessions.store(self.sessions.len(), Relaxed);
+        Ok(stats)
+    }
+}
