@@ -46,7 +46,7 @@ lint: setup
 	$(BIN)/python -m mypy.stubtest vpbx._native
 
 cargo-test: system-deps
-	cargo test --release -p vpbx-media-core
+	cargo test --release -p vpbx-media-core -p vpbx-media-engine
 
 fuzz: system-deps
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
