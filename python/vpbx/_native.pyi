@@ -1,10 +1,13 @@
 """Typed stub of the PyO3 binding (checked against the module by mypy.stubtest)."""
 
 import os
+from collections.abc import Sequence
 from typing import Self, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
+
+from vpbx.media.engine import Address, EngineEvent, EngineStats, LegInfo, SessionStats
 
 __version__: str
 __all__ = [
@@ -12,6 +15,7 @@ __all__ = [
     "DtmfDetector",
     "DtmfEventReceiver",
     "Encoder",
+    "Engine",
     "JitterBuffer",
     "MediaError",
     "Mixer",
@@ -175,3 +179,109 @@ class JitterBuffer:
     def push(self, packet: bytes, arrival_ms: float) -> None: ...
     def pop(self, now_ms: float) -> _Pcm | None: ...
     def stats(self) -> dict[str, float]: ...
+
+@final
+class Engine:
+    """The media engine in this process: UDP port pools, worker threads that
+    relay (and transcode) RTP/RTCP, stats and events.
+
+    ``interfaces`` use rtpengine's syntax ``[NAME/]LOCAL[!ADVERTISED]``, e.g.
+    ``"pub/10.0.0.5!203.0.113.5"``; a bare address is the interface
+    ``default``. The first one serves legs that name none. ``workers=0`` means
+    one per core. ``None`` keeps the engine's default: ``max_sessions`` 10000,
+    ``media_timeout_s`` 60, ``max_pps_per_leg`` 1000 (0 disables the limit),
+    ``relatch_after_s`` 1, ``opus_complexity`` 9 (0..10),
+    ``event_queue_capacity`` 65536, ``control_timeout_s`` 5,
+    ``socket_recv_buffer`` 0 (kernel default; bytes).
+
+    Ids are ints: sessions unique per engine, legs unique per session. Every
+    call that waits on a worker releases the GIL. Errors raise
+    :class:`MediaError` with the engine's message (unknown session/leg,
+    ports exhausted, too many sessions, closed engine, bad values); a wrong
+    argument type raises ``TypeError``. ``close()`` (also ``with`` and garbage
+    collection) stops the workers and frees every port. The dicts returned
+    are typed (with every key documented) in :mod:`vpbx.media.engine`.
+    """
+
+    closed: bool
+    def __new__(
+        cls,
+        interfaces: Sequence[str] = ...,
+        port_min: int = 30000,
+        port_max: int = 40000,
+        workers: int = 0,
+        max_sessions: int | None = None,
+        media_timeout_s: float | None = None,
+        strict_source: bool = False,
+        max_pps_per_leg: int | None = None,
+        relatch_after_s: float | None = None,
+        opus_complexity: int | None = None,
+        event_queue_capacity: int | None = None,
+        control_timeout_s: float | None = None,
+        socket_recv_buffer: int | None = None,
+    ) -> Engine: ...
+    def create_session(self, call_id: str) -> int:
+        """Creates the media session of a call (refused beyond ``max_sessions``)."""
+    def add_leg(
+        self,
+        session: int,
+        *,
+        interface: str | None = None,
+        rtcp_mux: bool = False,
+        label: str | None = None,
+        strict_source: bool | None = None,
+        codec: str | None = None,
+        clock_rate: int | None = None,
+        channels: int = 1,
+        payload_type: int | None = None,
+        ptime_ms: int = 20,
+    ) -> LegInfo:
+        """Allocates ports for one endpoint's stream on ``interface`` (by name).
+
+        Returns ``{"leg": int, "rtp": (host, port), "rtcp": (host, port) | None}``
+        (``rtcp`` is ``None`` with ``rtcp_mux``). ``codec`` (SDP name) with
+        ``clock_rate`` (default: the codec's only rate), ``channels``,
+        ``payload_type`` (default: the static one; required for dynamic
+        codecs) and ``ptime_ms`` is the leg's negotiated format: two connected
+        legs that both name one and differ are transcoded. Without ``codec``
+        the leg relays whatever arrives; ``clock_rate`` (default 8000) then
+        only scales jitter statistics."""
+    def set_remote(self, session: int, leg: int, rtp: Address, rtcp: Address | None = None) -> None:
+        """Where the leg's endpoint receives, from its SDP (``rtp``/``rtcp`` are
+        ``(host, port)`` with a numeric host). Resets latching: the endpoint's
+        next packets teach its real address (symmetric RTP)."""
+    def connect(self, session: int, a: int, b: int) -> None:
+        """Relays media between legs ``a`` and ``b``, both ways."""
+    def delete_session(self, session: int) -> SessionStats:
+        """Deletes the session; its ports are free on return. Returns its final
+        stats (same keys as :meth:`session_stats`)."""
+    def session_stats(self, session: int) -> SessionStats:
+        """``{"session", "call_id", "age_s", "legs": [...]}``; each leg has
+        ``leg, label, interface, local_rtp, local_rtcp, remote_rtp, peer,
+        latched, packets_in, bytes_in, packets_out, bytes_out, rtcp_in,
+        rtcp_out, lost, expected, jitter_ms, duplicates, reordered, ssrc,
+        ssrc_changes, transcoding, last_packet_age_s`` and ``dropped`` (by
+        reason: ``garbage, stranger, flood, no_destination, oversize,
+        send_failed``)."""
+    def engine_stats(self) -> EngineStats:
+        """``sessions, legs, ports_used, ports_free, packets_relayed,
+        bytes_relayed, rtcp_relayed, dropped, receive_errors,
+        sessions_refused, events_lost``, ``workers`` (each ``sessions, legs,
+        packets_relayed, cpu_time_s``) and ``interfaces`` (each ``name, local,
+        advertised, ports_total, ports_used, ports_free, ports_busy_skipped``)."""
+    def event_fd(self) -> int:
+        """Descriptor readable while events are queued: ``loop.add_reader`` it
+        and call :meth:`poll_events` when it fires (see
+        :mod:`vpbx.io.media_events`). Owned by the engine: never close it."""
+    def poll_events(self) -> list[EngineEvent]:
+        """Takes every queued event; never blocks. Each is a dict with
+        ``type``, ``session`` and ``leg``, plus: ``media_timeout``:
+        ``silent_for_s``; ``latched``: ``peer`` (host, port), ``rtcp`` (bool);
+        ``media_resumed``: nothing more; ``events_lost`` (``session`` and
+        ``leg`` are ``None``): ``count``."""
+    def close(self) -> None:
+        """Stops the workers and frees every port (idempotent); later calls raise
+        :class:`MediaError`. Should another thread be inside a call right now,
+        the engine stops as that call returns."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, _t: object | None, _v: object | None, _tb: object | None) -> bool: ...

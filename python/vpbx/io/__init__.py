@@ -1,2 +1,3 @@
-"""The only asyncio code of vpbx: transports, timers and network clients that feed the sans-IO
-cores (DESIGN.md §3 rule 1)."""
+"""The only asyncio code of vpbx (DESIGN.md §3 rule 1): transports, timers, network
+clients that feed the sans-IO cores, and the bridge that brings media-engine events
+into the loop."""

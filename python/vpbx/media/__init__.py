@@ -10,6 +10,10 @@ Codecs are addressed by their SDP names: ``PCMU``, ``PCMA``, ``G722``, ``L16``,
 ``opus`` (see :func:`codec_names`). Note RFC 3551's quirk for G.722: its RTP
 clock rate is 8000 while its PCM runs at 16000 Hz; ``Encoder.sample_rate`` tells
 the PCM rate, ``Encoder.clock_rate`` the RTP one.
+
+:class:`Engine` is the media engine itself (sockets, worker threads, relay and
+transcoding sessions); the dicts it returns are typed in :mod:`vpbx.media.engine`
+and its events reach asyncio through :mod:`vpbx.io.media_events`.
 """
 
 from vpbx._native import (
@@ -17,6 +21,7 @@ from vpbx._native import (
     DtmfDetector,
     DtmfEventReceiver,
     Encoder,
+    Engine,
     JitterBuffer,
     MediaError,
     Mixer,
@@ -36,6 +41,7 @@ __all__ = [
     "DtmfDetector",
     "DtmfEventReceiver",
     "Encoder",
+    "Engine",
     "JitterBuffer",
     "MediaError",
     "Mixer",

@@ -1,9 +1,11 @@
-//! `vpbx._native`: the PyO3 export table of the media core. No media logic
-//! lives here: only argument conversion, error mapping and GIL release.
+//! `vpbx._native`: the PyO3 export table of the media core and the media
+//! engine. No media logic lives here: only argument conversion, error
+//! mapping and GIL release.
 
 mod codec;
 mod conv;
 mod dtmf;
+mod engine;
 mod jitter;
 mod mixing;
 mod rtp;
@@ -29,5 +31,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<mixing::RecordingMixer>()?;
     m.add_class::<mixing::WavWriter>()?;
     m.add_function(wrap_pyfunction!(mixing::repair_wav, m)?)?;
+    m.add_class::<engine::Engine>()?;
     Ok(())
 }

@@ -1,0 +1,529 @@
+//! `Engine`: the in-process media engine (crate `media_engine`), the control
+//! plane's way in. Conversion only: Python values in, one engine call out
+//! (with the GIL released while a worker answers), plain dicts back. Nothing
+//! here runs per packet; events reach asyncio through `event_fd()` +
+//! `poll_events()` (DESIGN.md §3.2). The dict keys are a contract, listed in
+//! `python/vpbx/_native.pyi` and typed in `vpbx.media.engine`.
+
+use crate::conv::MediaError;
+use media_core::codec::REGISTRY;
+use media_engine as me;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+fn err(e: me::Error) -> PyErr {
+    MediaError::new_err(e.to_string())
+}
+
+/// `v` as `T` if it lies in `lo..=hi`, else a MediaError naming `name`.
+fn int_in<T: TryFrom<i64>>(name: &str, v: i64, lo: i64, hi: i64) -> PyResult<T> {
+    match T::try_from(v) {
+        Ok(t) if (lo..=hi).contains(&v) => Ok(t),
+        _ => Err(MediaError::new_err(format!(
+            "{name} must be in {lo}..={hi}, got {v}"
+        ))),
+    }
+}
+
+/// Seconds (a float) as a Duration; `positive` also refuses 0.
+fn seconds(name: &str, v: f64, positive: bool) -> PyResult<Duration> {
+    match Duration::try_from_secs_f64(v) {
+        Ok(d) if !(positive && d.is_zero()) => Ok(d),
+        _ => Err(MediaError::new_err(format!(
+            "{name} must be a finite number of seconds {}, got {v}",
+            if positive { "> 0" } else { ">= 0" }
+        ))),
+    }
+}
+
+fn session_id(session: i64) -> PyResult<me::SessionId> {
+    u64::try_from(session)
+        .map(me::SessionId)
+        .map_err(|_| MediaError::new_err(format!("unknown session {session}")))
+}
+
+fn leg_id(session: i64, leg: i64) -> PyResult<me::LegId> {
+    u32::try_from(leg)
+        .map(me::LegId)
+        .map_err(|_| MediaError::new_err(format!("unknown leg {leg} in session #{session}")))
+}
+
+/// `(host, port)` with a numeric host (no name resolution here).
+fn parse_addr(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<SocketAddr> {
+    let shape = || -> PyResult<PyErr> {
+        Ok(PyTypeError::new_err(format!(
+            "{what} must be a (host, port) tuple such as ('192.0.2.10', 4000), got {}",
+            obj.repr()?
+        )))
+    };
+    let Ok(t) = obj.cast::<PyTuple>() else {
+        return Err(shape()?);
+    };
+    if t.len() != 2 {
+        return Err(shape()?);
+    }
+    let (Ok(host), Ok(port)) = (
+        t.get_item(0)?.extract::<String>(),
+        t.get_item(1)?.extract::<i64>(),
+    ) else {
+        return Err(shape()?);
+    };
+    let ip: IpAddr = host.parse().map_err(|_| {
+        MediaError::new_err(format!(
+            "{what} host {host:?} is not an IP address (names are not resolved here)"
+        ))
+    })?;
+    let port = int_in::<u16>(&format!("{what} port"), port, 1, 65535)?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn addr(a: SocketAddr) -> (String, u16) {
+    (a.ip().to_string(), a.port())
+}
+
+/// The codec a leg negotiated, with defaults from the codec registry: its
+/// only clock rate and its static payload type (RFC 3551 §6).
+fn leg_codec(
+    name: &str,
+    clock_rate: Option<u32>,
+    channels: i64,
+    payload_type: Option<i64>,
+    ptime_ms: i64,
+) -> PyResult<me::LegCodec> {
+    let spec = REGISTRY
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            let known: Vec<_> = REGISTRY.iter().map(|c| c.name).collect();
+            MediaError::new_err(format!("unknown codec {name:?}; known: {}", known.join(", ")))
+        })?;
+    let clock_rate = match (clock_rate, spec.clock_rates) {
+        (Some(r), _) => r,
+        (None, [only]) => *only,
+        (None, rates) => {
+            return Err(MediaError::new_err(format!(
+                "{} needs clock_rate (one of {rates:?})",
+                spec.name
+            )))
+        }
+    };
+    let payload_type = match (payload_type, spec.static_payload_type) {
+        (Some(pt), _) => int_in("payload_type", pt, 0, 127)?,
+        (None, Some(pt)) => pt,
+        (None, None) => {
+            return Err(MediaError::new_err(format!(
+                "{} has no static payload type: give payload_type (the SDP's dynamic one, 96..=127)",
+                spec.name
+            )))
+        }
+    };
+    Ok(me::LegCodec {
+        name: spec.name.to_string(),
+        clock_rate,
+        channels: int_in("channels", channels, 1, 255)?,
+        payload_type,
+        ptime_ms: int_in("ptime_ms", ptime_ms, 1, 1000)?,
+    })
+}
+
+fn drops_dict<'py>(py: Python<'py>, d: &me::DropCounts) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for k in me::DropKind::ALL {
+        out.set_item(k.name(), d.get(k))?;
+    }
+    Ok(out)
+}
+
+fn leg_stats_dict<'py>(py: Python<'py>, l: &me::LegStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("leg", l.leg.0)?;
+    d.set_item("label", l.label.as_deref())?;
+    d.set_item("interface", &l.interface)?;
+    d.set_item("local_rtp", addr(l.local_rtp))?;
+    d.set_item("local_rtcp", l.local_rtcp.map(addr))?;
+    d.set_item("remote_rtp", l.remote_rtp.map(addr))?;
+    d.set_item("peer", l.peer.map(addr))?;
+    d.set_item("latched", l.latched)?;
+    d.set_item("packets_in", l.packets_in)?;
+    d.set_item("bytes_in", l.bytes_in)?;
+    d.set_item("packets_out", l.packets_out)?;
+    d.set_item("bytes_out", l.bytes_out)?;
+    d.set_item("rtcp_in", l.rtcp_in)?;
+    d.set_item("rtcp_out", l.rtcp_out)?;
+    d.set_item("lost", l.lost)?;
+    d.set_item("expected", l.expected)?;
+    d.set_item("jitter_ms", l.jitter_ms)?;
+    d.set_item("duplicates", l.duplicates)?;
+    d.set_item("reordered", l.reordered)?;
+    d.set_item("ssrc", l.ssrc)?;
+    d.set_item("ssrc_changes", l.ssrc_changes)?;
+    d.set_item("transcoding", l.transcoding)?;
+    d.set_item("last_packet_age_s", l.last_packet_age.map(|a| a.as_secs_f64()))?;
+    d.set_item("dropped", drops_dict(py, &l.dropped)?)?;
+    Ok(d)
+}
+
+fn session_stats_dict<'py>(py: Python<'py>, s: &me::SessionStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("session", s.session.0)?;
+    d.set_item("call_id", &s.call_id)?;
+    d.set_item("age_s", s.age.as_secs_f64())?;
+    let legs = PyList::empty(py);
+    for l in &s.legs {
+        legs.append(leg_stats_dict(py, l)?)?;
+    }
+    d.set_item("legs", legs)?;
+    Ok(d)
+}
+
+fn engine_stats_dict<'py>(
+    py: Python<'py>,
+    s: &me::EngineStats,
+    config: &me::EngineConfig,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("sessions", s.sessions)?;
+    d.set_item("legs", s.legs)?;
+    d.set_item("ports_used", s.ports_used)?;
+    d.set_item("ports_free", s.ports_free)?;
+    d.set_item("packets_relayed", s.packets_relayed)?;
+    d.set_item("bytes_relayed", s.bytes_relayed)?;
+    d.set_item("rtcp_relayed", s.rtcp_relayed)?;
+    d.set_item("dropped", drops_dict(py, &s.dropped)?)?;
+    d.set_item("receive_errors", s.receive_errors)?;
+    d.set_item("sessions_refused", s.sessions_refused)?;
+    d.set_item("events_lost", s.events_lost)?;
+    let workers = PyList::empty(py);
+    for w in &s.workers {
+        let wd = PyDict::new(py);
+        wd.set_item("sessions", w.sessions)?;
+        wd.set_item("legs", w.legs)?;
+        wd.set_item("packets_relayed", w.packets_relayed)?;
+        wd.set_item("cpu_time_s", w.cpu_time.as_secs_f64())?;
+        workers.append(wd)?;
+    }
+    d.set_item("workers", workers)?;
+    let interfaces = PyList::empty(py);
+    for i in &s.interfaces {
+        let spec = config.interfaces.iter().find(|c| c.name == i.name);
+        let id = PyDict::new(py);
+        id.set_item("name", &i.name)?;
+        id.set_item("local", spec.map(|c| c.local.to_string()))?;
+        id.set_item("advertised", spec.map(|c| c.advertised.to_string()))?;
+        id.set_item("ports_total", i.ports.total)?;
+        id.set_item("ports_used", i.ports.used)?;
+        id.set_item("ports_free", i.ports.free)?;
+        id.set_item("ports_busy_skipped", i.ports.busy_skipped)?;
+        interfaces.append(id)?;
+    }
+    d.set_item("interfaces", interfaces)?;
+    Ok(d)
+}
+
+fn event_dict<'py>(py: Python<'py>, ev: &me::Event) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    match ev {
+        me::Event::MediaTimeout {
+            session,
+            leg,
+            silent_for,
+        } => {
+            d.set_item("type", "media_timeout")?;
+            d.set_item("session", session.0)?;
+            d.set_item("leg", leg.0)?;
+            d.set_item("silent_for_s", silent_for.as_secs_f64())?;
+        }
+        me::Event::Latched {
+            session,
+            leg,
+            peer,
+            rtcp,
+        } => {
+            d.set_item("type", "latched")?;
+            d.set_item("session", session.0)?;
+            d.set_item("leg", leg.0)?;
+            d.set_item("peer", addr(*peer))?;
+            d.set_item("rtcp", *rtcp)?;
+        }
+        me::Event::MediaResumed { session, leg } => {
+            d.set_item("type", "media_resumed")?;
+            d.set_item("session", session.0)?;
+            d.set_item("leg", leg.0)?;
+        }
+        me::Event::EventsLost { count } => {
+            d.set_item("type", "events_lost")?;
+            d.set_item("session", py.None())?;
+            d.set_item("leg", py.None())?;
+            d.set_item("count", *count)?;
+        }
+    }
+    Ok(d)
+}
+
+/// The media engine in this process: UDP port pools, worker threads that
+/// relay (and transcode) RTP/RTCP, stats and events. `close()` (or leaving
+/// a `with` block, or garbage collection) stops the workers and frees every
+/// port.
+#[pyclass(module = "vpbx._native")]
+pub struct Engine {
+    /// `None` once closed. Calls clone the `Arc` and release the lock (and
+    /// the GIL) while a worker answers, so threads never wait on each other.
+    inner: Mutex<Option<Arc<me::Engine>>>,
+}
+
+impl Engine {
+    fn lock(&self) -> MutexGuard<'_, Option<Arc<me::Engine>>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn engine(&self) -> PyResult<Arc<me::Engine>> {
+        self.lock()
+            .as_ref()
+            .cloned()
+            .ok_or_else(|| MediaError::new_err("the media engine is closed"))
+    }
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (
+        interfaces = vec!["127.0.0.1".to_string()], port_min = 30000, port_max = 40000, workers = 0,
+        max_sessions = None, media_timeout_s = None, strict_source = false, max_pps_per_leg = None,
+        relatch_after_s = None, opus_complexity = None, event_queue_capacity = None,
+        control_timeout_s = None, socket_recv_buffer = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        interfaces: Vec<String>,
+        port_min: i64,
+        port_max: i64,
+        workers: i64,
+        max_sessions: Option<i64>,
+        media_timeout_s: Option<f64>,
+        strict_source: bool,
+        max_pps_per_leg: Option<i64>,
+        relatch_after_s: Option<f64>,
+        opus_complexity: Option<i64>,
+        event_queue_capacity: Option<i64>,
+        control_timeout_s: Option<f64>,
+        socket_recv_buffer: Option<i64>,
+    ) -> PyResult<Self> {
+        let d = me::EngineConfig::default();
+        let interfaces = interfaces
+            .iter()
+            .map(|s| s.parse::<me::InterfaceSpec>())
+            .collect::<me::Result<Vec<_>>>()
+            .map_err(err)?;
+        let big = i64::from(u32::MAX);
+        let config = me::EngineConfig {
+            interfaces,
+            port_min: int_in("port_min", port_min, 1, 65535)?,
+            port_max: int_in("port_max", port_max, 1, 65535)?,
+            workers: int_in("workers", workers, 0, 1024)?,
+            max_sessions: max_sessions.map_or(Ok(d.max_sessions), |v| int_in("max_sessions", v, 1, big))?,
+            max_pps_per_leg: max_pps_per_leg
+                .map_or(Ok(d.max_pps_per_leg), |v| int_in("max_pps_per_leg", v, 0, big))?,
+            media_timeout: media_timeout_s
+                .map_or(Ok(d.media_timeout), |v| seconds("media_timeout_s", v, true))?,
+            strict_source,
+            relatch_after: relatch_after_s
+                .map_or(Ok(d.relatch_after), |v| seconds("relatch_after_s", v, false))?,
+            event_queue_capacity: event_queue_capacity.map_or(Ok(d.event_queue_capacity), |v| {
+                int_in("event_queue_capacity", v, 1, big)
+            })?,
+            control_timeout: control_timeout_s
+                .map_or(Ok(d.control_timeout), |v| seconds("control_timeout_s", v, true))?,
+            socket_recv_buffer: socket_recv_buffer.map_or(Ok(d.socket_recv_buffer), |v| {
+                int_in("socket_recv_buffer", v, 0, big)
+            })?,
+            opus_complexity: opus_complexity
+                .map_or(Ok(d.opus_complexity), |v| int_in("opus_complexity", v, 0, 10))?,
+        };
+        let engine = py.detach(|| me::Engine::start(config)).map_err(err)?;
+        Ok(Engine {
+            inner: Mutex::new(Some(Arc::new(engine))),
+        })
+    }
+
+    /// Creates the media session of a call; returns its id.
+    fn create_session(&self, py: Python<'_>, call_id: &str) -> PyResult<u64> {
+        let e = self.engine()?;
+        py.detach(|| e.create_session(call_id)).map(|s| s.0).map_err(err)
+    }
+
+    /// Allocates ports for one endpoint's stream; returns the addresses for SDP.
+    #[pyo3(signature = (
+        session, *, interface = None, rtcp_mux = false, label = None, strict_source = None,
+        codec = None, clock_rate = None, channels = 1, payload_type = None, ptime_ms = 20,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_leg<'py>(
+        &self,
+        py: Python<'py>,
+        session: i64,
+        interface: Option<String>,
+        rtcp_mux: bool,
+        label: Option<String>,
+        strict_source: Option<bool>,
+        codec: Option<&str>,
+        clock_rate: Option<i64>,
+        channels: i64,
+        payload_type: Option<i64>,
+        ptime_ms: i64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let sid = session_id(session)?;
+        let clock_rate = clock_rate
+            .map(|r| int_in::<u32>("clock_rate", r, 1, 1_000_000))
+            .transpose()?;
+        let codec = match codec {
+            Some(name) => Some(leg_codec(name, clock_rate, channels, payload_type, ptime_ms)?),
+            None if payload_type.is_some() => {
+                return Err(MediaError::new_err(
+                    "payload_type needs codec: without one the leg relays whatever arrives",
+                ))
+            }
+            None => None,
+        };
+        let spec = me::LegSpec {
+            interface,
+            rtcp_mux,
+            label,
+            strict_source,
+            clock_rate: codec
+                .as_ref()
+                .map(|c| c.clock_rate)
+                .or(clock_rate)
+                .unwrap_or(8000),
+            codec,
+        };
+        let e = self.engine()?;
+        let info = py.detach(|| e.add_leg(sid, &spec)).map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("leg", info.leg.0)?;
+        d.set_item("rtp", addr(info.rtp))?;
+        d.set_item("rtcp", info.rtcp.map(addr))?;
+        Ok(d)
+    }
+
+    /// Sets where the leg's endpoint receives (from its SDP); resets latching.
+    #[pyo3(signature = (session, leg, rtp, rtcp = None))]
+    fn set_remote(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        leg: i64,
+        rtp: &Bound<'_, PyAny>,
+        rtcp: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let rtp = parse_addr("rtp", rtp)?;
+        let rtcp = rtcp.map(|r| parse_addr("rtcp", r)).transpose()?;
+        let e = self.engine()?;
+        py.detach(|| e.set_remote(sid, lid, rtp, rtcp)).map_err(err)
+    }
+
+    /// Relays media between legs `a` and `b` both ways (transcoding if needed).
+    fn connect(&self, py: Python<'_>, session: i64, a: i64, b: i64) -> PyResult<()> {
+        let (sid, a, b) = (session_id(session)?, leg_id(session, a)?, leg_id(session, b)?);
+        let e = self.engine()?;
+        py.detach(|| e.connect(sid, a, b)).map_err(err)
+    }
+
+    /// Deletes the session (its ports are free on return); returns final stats.
+    fn delete_session<'py>(&self, py: Python<'py>, session: i64) -> PyResult<Bound<'py, PyDict>> {
+        let sid = session_id(session)?;
+        let e = self.engine()?;
+        let s = py.detach(|| e.delete_session(sid)).map_err(err)?;
+        session_stats_dict(py, &s)
+    }
+
+    /// The session's figures, per leg.
+    fn session_stats<'py>(&self, py: Python<'py>, session: i64) -> PyResult<Bound<'py, PyDict>> {
+        let sid = session_id(session)?;
+        let e = self.engine()?;
+        let s = py.detach(|| e.session_stats(sid)).map_err(err)?;
+        session_stats_dict(py, &s)
+    }
+
+    /// Engine-wide counters and gauges (no worker round trip).
+    fn engine_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let e = self.engine()?;
+        let s = py.detach(|| e.engine_stats());
+        engine_stats_dict(py, &s, e.config())
+    }
+
+    /// Descriptor that is readable while events are queued (for
+    /// `loop.add_reader`); owned by the engine: do not close it.
+    fn event_fd(&self) -> PyResult<i32> {
+        Ok(self.engine()?.event_fd())
+    }
+
+    /// Takes every queued event (never blocks; may be empty).
+    fn poll_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let events = self.engine()?.poll_events();
+        let out = PyList::empty(py);
+        for ev in &events {
+            out.append(event_dict(py, ev)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Stops the workers and frees every port (idempotent). Should another
+    /// thread be inside a call right now, the engine stops as that call returns.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.lock().take();
+        if let Some(e) = taken {
+            py.detach(move || drop(e));
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _t: Option<Bound<'_, PyAny>>,
+        _v: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        match &*self.lock() {
+            None => "Engine(closed)".to_string(),
+            Some(e) => {
+                let c = e.config();
+                let ifs: Vec<String> = c
+                    .interfaces
+                    .iter()
+                    .map(|i| match i.local == i.advertised {
+                        true => format!("'{}/{}'", i.name, i.local),
+                        false => format!("'{}/{}!{}'", i.name, i.local, i.advertised),
+                    })
+                    .collect();
+                format!(
+                    "Engine(interfaces=[{}], port_min={}, port_max={}, workers={})",
+                    ifs.join(", "),
+                    c.port_min,
+                    c.port_max,
+                    c.worker_count()
+                )
+            }
+        }
+    }
+}
