@@ -6,6 +6,9 @@ errors; `build_response(request, 486, to_tag=...)` answers; `to_bytes()` seriali
 """
 
 from .address import Address, parse_address
+from .auth import AuthResult, DigestAuthenticator
+from .auth_client import DigestClient
+from .digest import compute_ha1, compute_ha1s
 from .errors import SipParseError
 from .fields import Auth, ContentType, CSeq, Via, parse_auth, parse_via
 from .framing import PING, PONG, FramerItem, KeepAlive, StreamFramer, is_keepalive
@@ -24,8 +27,11 @@ __all__ = [
     "AbsoluteUri",
     "Address",
     "Auth",
+    "AuthResult",
     "CSeq",
     "ContentType",
+    "DigestAuthenticator",
+    "DigestClient",
     "FramerItem",
     "Headers",
     "KeepAlive",
@@ -39,6 +45,8 @@ __all__ = [
     "Uri",
     "Via",
     "build_response",
+    "compute_ha1",
+    "compute_ha1s",
     "is_keepalive",
     "parse_address",
     "parse_auth",
