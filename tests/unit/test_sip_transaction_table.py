@@ -405,6 +405,9 @@ def test_client_limit_and_bad_requests_raise() -> None:
         TransactionLayer().send_request(request(branch="old"), PEER, "UDP", 0.0)
     with pytest.raises(ValueError, match="ACK"):
         TransactionLayer().send_request(request("ACK"), PEER, "UDP", 0.0)
+    no_via = Request("OPTIONS", "sip:x@example.com", Headers([("CSeq", "1 OPTIONS")]))
+    with pytest.raises(ValueError, match="z9hG4bK"):
+        TransactionLayer().send_request(no_via, PEER, "UDP", 0.0)
 
 
 def test_unusable_messages_are_discarded_not_raised() -> None:

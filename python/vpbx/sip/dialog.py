@@ -7,6 +7,10 @@ INVITE (`Dialog.uac`, §12.1.2), and by a UAS when it sends one (`Dialog.uas`,
 (`receive_request`, §12.2.2) and follows the responses (`receive_response`,
 §12.2.1.2). Its lifetime is the table DIALOG_TABLE. `DialogSet` keeps the dialogs of
 one element by dialog ID.
+
+Messages are read through their typed accessors: a Contact or Record-Route that does
+not parse raises SipParseError (answer 400); what cannot make a dialog raises
+DialogError.
 """
 
 from __future__ import annotations

@@ -305,7 +305,7 @@ class TransactionLayer:
         method = request.method
         if method == "ACK":
             raise ValueError("an ACK is not a transaction: use send_stateless (§17.1.1.3, §13.2.2.4)")
-        branch = request.via[0].branch
+        branch = request.via[0].branch if request.via else None
         if not is_rfc3261_branch(branch):
             raise ValueError(f"top Via needs a branch starting with z9hG4bK (§8.1.1.7): {branch!r}")
         assert branch is not None
