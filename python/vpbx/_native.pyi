@@ -250,6 +250,25 @@ class Engine:
         """Where the leg's endpoint receives, from its SDP (``rtp``/``rtcp`` are
         ``(host, port)`` with a numeric host). Resets latching: the endpoint's
         next packets teach its real address (symmetric RTP)."""
+    def set_leg_codec(
+        self,
+        session: int,
+        leg: int,
+        codec: str | None = None,
+        *,
+        clock_rate: int | None = None,
+        channels: int = 1,
+        payload_type: int | None = None,
+        ptime_ms: int = 20,
+    ) -> None:
+        """Sets the leg's negotiated format once SDP has settled it (the
+        answer, a re-INVITE); the arguments mean what they mean for
+        :meth:`add_leg`. ``codec=None`` relays whatever arrives
+        (``clock_rate``, default 8000, then only scales jitter statistics).
+        A connected leg is reconnected at once, so relay or transcoding
+        follows; if the engine cannot transcode the pair, :class:`MediaError`
+        is raised and the leg keeps its previous codec. Receive statistics
+        restart when the clock rate changes."""
     def connect(self, session: int, a: int, b: int) -> None:
         """Relays media between legs ``a`` and ``b``, both ways."""
     def delete_session(self, session: int) -> SessionStats:

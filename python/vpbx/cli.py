@@ -18,6 +18,7 @@ from vpbx import __version__
 from vpbx.media import WavWriter
 from vpbx.media.chain import CODECS, run_chain
 from vpbx.media.netsim import PROFILES
+from vpbx.settings import SettingsError, load_settings
 
 app = typer.Typer(help="vpbx: an open-source cloud PBX.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -105,6 +106,63 @@ def demo(
         )
     console.print(table)
     console.print(f"wrote {out}/<codec>-{network}.wav (received) and {out}/<codec>-reference.wav (sent)")
+
+
+@app.command("media-node")
+def media_node(  # noqa: PLR0917 (one parameter per flag)
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with a media_node table.", dir_okay=False)
+    ] = None,
+    interface: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--interface",
+            help="[NAME/]LOCAL[!ADVERTISED], as rtpengine's; repeat for several. The first is the default.",
+        ),
+    ] = None,
+    listen_ng: Annotated[str | None, typer.Option(help="NG control address HOST:PORT (UDP).")] = None,
+    listen_http: Annotated[str | None, typer.Option(help="/metrics and /health address HOST:PORT.")] = None,
+    port_min: Annotated[int | None, typer.Option(help="Lowest RTP/RTCP port.")] = None,
+    port_max: Annotated[int | None, typer.Option(help="Highest RTP/RTCP port.")] = None,
+    recording_dir: Annotated[
+        Path | None, typer.Option(help="Folder for recordings (recording is not available yet).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Media worker threads (0: one per core).")] = None,
+    max_sessions: Annotated[int | None, typer.Option(help="Calls at most; more are refused.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds without RTP before a media timeout.")
+    ] = None,
+    strict_source: Annotated[
+        bool | None, typer.Option(help="Drop packets from other sources once latched.")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run the media node: an RTP relay with transcoding driven over rtpengine's NG protocol.
+
+    Flags override VPBX_MEDIA_NODE__<KEY> variables, which override --config. SIGTERM stops it.
+    """
+    from vpbx.io.media_node import run  # noqa: PLC0415 (aiohttp & co. load only for this command)
+
+    given = {
+        "interfaces": interface or None,
+        "listen_ng": listen_ng,
+        "listen_http": listen_http,
+        "port_min": port_min,
+        "port_max": port_max,
+        "recording_dir": recording_dir,
+        "workers": workers,
+        "max_sessions": max_sessions,
+        "media_timeout_s": timeout,
+        "strict_source": strict_source,
+        "log_level": log_level,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    try:
+        settings = load_settings(config, media_node=overrides)
+    except SettingsError as e:
+        Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run(settings.media_node))
 
 
 @app.command()

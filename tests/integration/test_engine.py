@@ -445,3 +445,31 @@ def test_control_calls_from_many_threads() -> None:
         assert errors == []
         st = e.engine_stats()
         assert (st["sessions"], st["legs"], st["ports_used"]) == (0, 0, 0)
+
+
+def test_set_leg_codec_switches_a_connected_pair_between_relay_and_transcoding() -> None:
+    with engine(41300, span=10, workers=1) as e:
+        s = e.create_session("late-codec@test")
+        a, b = e.add_leg(s)["leg"], e.add_leg(s)["leg"]
+        e.set_remote(s, a, ("127.0.0.1", 5000))
+        e.set_remote(s, b, ("127.0.0.1", 5002))
+        e.connect(s, a, b)
+
+        def transcoding() -> list[bool]:
+            return [lg["transcoding"] for lg in e.session_stats(s)["legs"]]
+
+        assert transcoding() == [False, False]
+        e.set_leg_codec(s, a, "PCMU")
+        e.set_leg_codec(s, b, "opus", clock_rate=48000, payload_type=111)
+        assert transcoding() == [True, True]  # reconnected at once
+        with pytest.raises(MediaError, match="ptime 30"):
+            e.set_leg_codec(s, b, "opus", clock_rate=48000, payload_type=111, ptime_ms=30)
+        assert transcoding() == [True, True]  # the refused change left the pair as it was
+        with pytest.raises(MediaError, match="payload_type needs codec"):
+            e.set_leg_codec(s, a, None, payload_type=0)
+        with pytest.raises(MediaError, match="unknown codec"):
+            e.set_leg_codec(s, a, "G729")
+        with pytest.raises(MediaError, match="unknown leg"):
+            e.set_leg_codec(s, 7, "PCMU")
+        e.set_leg_codec(s, b, None, clock_rate=48000)  # relay again; jitter at opus' clock
+        assert transcoding() == [False, False]

@@ -9,7 +9,8 @@ seconds (``_s``) or milliseconds (``_ms``) as floats.
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias, TypedDict
+from collections.abc import Mapping
+from typing import Literal, TypeAlias, TypedDict, cast
 
 Address: TypeAlias = tuple[str, int]
 """``(host, port)``: a numeric IPv4/IPv6 address and a UDP port."""
@@ -171,6 +172,11 @@ class EventsLostEvent(TypedDict):
     count: int
 
 
+def dropped_total(dropped: DropCounts) -> int:
+    """All datagrams dropped, whatever the reason."""
+    return sum(cast("Mapping[str, int]", dropped).values())
+
+
 EngineEvent: TypeAlias = MediaTimeoutEvent | LatchedEvent | MediaResumedEvent | EventsLostEvent
 """One item of ``Engine.poll_events()``; narrow it on ``event["type"]``."""
 
@@ -188,4 +194,5 @@ __all__ = [
     "MediaTimeoutEvent",
     "SessionStats",
     "WorkerStats",
+    "dropped_total",
 ]

@@ -28,7 +28,7 @@ from vpbx.ng.bencode import Format, NgDecodeError, decode, decode_document, enco
 from vpbx.ng.commands import NgCommands
 from vpbx.ng.message import NgFramingError, ReplyCache
 from vpbx.ng.options import Options, parse_options
-from vpbx.ng.server import NgServer
+from vpbx.ng.server import NgOutcome, NgServer
 
 __all__ = [
     "BackendError",
@@ -44,6 +44,7 @@ __all__ = [
     "NgCommands",
     "NgDecodeError",
     "NgFramingError",
+    "NgOutcome",
     "NgServer",
     "Options",
     "RecordingOptions",

@@ -14,7 +14,8 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from vpbx.ng import errors
 from vpbx.ng.backend import BackendError, MediaBackend, MediaSource, RecordingOptions
@@ -26,7 +27,7 @@ from vpbx.ng.query import CONTROL_COUNTERS, call_stats, statistics
 from vpbx.ng.state import Call, Party
 from vpbx.sdp import serialize
 
-__all__ = ["COMMANDS", "NgCommands", "Reply"]
+__all__ = ["COMMANDS", "Handled", "NgCommands", "Reply"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def error_reply(reason: str) -> Reply:
     return {"result": "error", "error-reason": reason}
 
 
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """One executed request: the canonical command name (None when the request named none we
+    know) and the reply."""
+
+    command: str | None
+    reply: Reply
+
+
 class NgCommands:
     """Calls known to this NG server and the commands that act on them."""
 
@@ -61,6 +71,8 @@ class NgCommands:
         self.started: float | None = None
         self.managed = 0
         self.deleted = 0
+        self.timed_out = 0  # calls removed because their media stopped
+        self.forced = 0  # calls removed by the node (shutdown)
         self.per_proxy: dict[str, Counter[str]] = {}
         self.totals: Counter[str] = Counter()
         self._handlers: dict[str, Callable[[Options, float], Reply]] = {
@@ -83,10 +95,15 @@ class NgCommands:
 
     def handle(self, request: dict[bytes, Value], source: Source, now: float) -> Reply:
         """Execute one request; ``now`` is UNIX time in seconds."""
+        return self.handle_request(request, source, now).reply
+
+    def handle_request(self, request: dict[bytes, Value], source: Source, now: float) -> Handled:
+        """Like :meth:`handle`, also telling which command ran."""
         if self.started is None:
             self.started = now
+        command: list[str] = []
         try:
-            reply = self._dispatch(request, source, now)
+            reply = self._dispatch(request, source, now, command)
         except NgError as e:
             reply = error_reply(e.reason)
         except BackendError as e:
@@ -96,7 +113,20 @@ class NgCommands:
             reply = error_reply(errors.INTERNAL)
         if reply.get("result") == "error":
             self._count(source, "error")
-        return reply
+        return Handled(command[0] if command else None, reply)
+
+    def remove_call(self, call_id: str, reason: Literal["timeout", "forced"]) -> bool:
+        """Remove a call on the node's own account: its media timed out, or the node is
+        stopping. Returns whether the call existed."""
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return False
+        self.backend.delete(call_id)
+        if reason == "timeout":
+            self.timed_out += 1
+        else:
+            self.forced += 1
+        return True
 
     def _count(self, source: Source, counter: str) -> None:
         self.totals[counter] += 1
@@ -106,13 +136,14 @@ class NgCommands:
         if proxy is not None:
             proxy[counter] += 1
 
-    def _dispatch(self, request: dict[bytes, Value], source: Source, now: float) -> Reply:
+    def _dispatch(self, request: dict[bytes, Value], source: Source, now: float, name: list[str]) -> Reply:
         opts = parse_options(request)
         if opts.command is None:
             raise NgError(errors.NO_COMMAND)
         command = _BY_NORM.get(norm(opts.command))
         if command is None:
             raise NgError(errors.UNKNOWN_COMMAND)
+        name.append(command)
         self._count(source, CONTROL_COUNTERS[command])
         return self._handlers[command](opts, now)
 
@@ -186,9 +217,17 @@ class NgCommands:
             raise
         if new:
             self.managed += 1
-        set_recording(call, opts, self.backend)
+        self._record_flag(call, opts)
         call.last_signal = now
         return _ok(opts, sdp=serialize(sdp))
+
+    def _record_flag(self, call: Call, opts: Options) -> None:
+        # "record call" rides on offer/answer: if recording fails the media still flows, so the
+        # offer/answer succeeds with a warning (the explicit "start recording" reports an error)
+        try:
+            set_recording(call, opts, self.backend)
+        except BackendError as e:
+            opts.warn(e.reason)
 
     def _answer(self, opts: Options, now: float) -> Reply:
         self._offer_answer_checks(opts, answer=True)
@@ -196,7 +235,7 @@ class NgCommands:
         if opts.metadata is not None:
             call.metadata = opts.metadata
         sdp = do_answer(call, opts, self.backend, now)
-        set_recording(call, opts, self.backend)
+        self._record_flag(call, opts)
         call.last_signal = now
         return _ok(opts, sdp=serialize(sdp))
 
@@ -253,12 +292,14 @@ class NgCommands:
         return _ok(opts, calls=list(self.calls)[:limit])
 
     def _statistics(self, opts: Options, now: float) -> Reply:
+        engine = self.backend.statistics()
         stats = statistics(
             calls=len(self.calls),
-            engine=self.backend.statistics(),
+            engine=replace(engine, timeout_sessions=engine.timeout_sessions + self.timed_out),
             uptime=now - (self.started or now),
             managed=self.managed,
             deleted=self.deleted,
+            forced=self.forced,
             per_proxy=self.per_proxy,
             totals=self.totals,
         )

@@ -51,6 +51,18 @@ BAD_DTMF_CODE = "Out of range 'code' specified"
 NO_DTMF_CODE = "No DTMF code or digit specified"
 INTERNAL = "Internal error"
 
+# Media engine (vpbx.media.ng_backend): what this media node cannot do (yet)
+NO_RECORDING = "recording is not supported by this media node yet"
+NO_PLAY_MEDIA = "playing media is not supported by this media node yet"
+NO_PLAY_DTMF = "playing DTMF is not supported by this media node yet"
+NO_TRANSCODE_CODEC = "Cannot transcode: codec {codec} is not supported by this media node"
+NO_LEG_CODEC = "Cannot transcode: no codec negotiated for a leg"
+UNKNOWN_INTERFACE = "Unknown interface '{name}'"
+NO_FAMILY_ON_INTERFACE = "No address of family {family} on interface '{name}'"
+NO_FAMILY = "No interface with an address of family {family}"
+NO_LEG = "No media {index} for party '{party}' in call"
+BAD_MEDIA_ADDRESS = "Media address '{address}' is not an IP address"
+
 # Warnings (result "ok")
 NO_SRTP = "SRTP (SDES/DTLS) is not supported yet: crypto and fingerprint attributes passed through unchanged"
 NO_ICE = "ICE is not supported: ICE attributes removed"

@@ -167,6 +167,7 @@ def statistics(
     uptime: float,
     managed: int,
     deleted: int,
+    forced: int = 0,
     per_proxy: Mapping[str, Mapping[str, int]],
     totals: Mapping[str, int],
 ) -> Reply:
@@ -193,7 +194,7 @@ def statistics(
             "rejectedsessions": 0,
             "timeoutsessions": engine.timeout_sessions,
             "regularterminatedsessions": deleted,
-            "forcedterminatedsessions": 0,
+            "forcedterminatedsessions": forced,
             "relayedpackets": engine.relayed_packets,
             "relayedbytes": engine.relayed_bytes,
             "relayedpacketerrors": engine.relayed_errors,

@@ -11,17 +11,37 @@ WebSocket) lives in ``vpbx.io``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vpbx.ng import errors
 from vpbx.ng.backend import MediaBackend
-from vpbx.ng.bencode import MAX_SIZE, Format, NgDecodeError, decode_document, encode_document
+from vpbx.ng.bencode import MAX_SIZE, Format, NgDecodeError, Value, decode_document, encode_document
 from vpbx.ng.commands import NgCommands, Reply, error_reply
 from vpbx.ng.message import NgFramingError, ReplyCache, join, split
 
-__all__ = ["NgServer", "ServerCounters"]
+__all__ = ["NgOutcome", "NgServer", "ServerCounters"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NgOutcome:
+    """What one datagram came to, for logs and metrics. ``result`` is ``ok`` or ``error`` for an
+    executed request, ``retransmission`` for a reply from the cache, ``dropped`` for a datagram
+    that cannot be answered. ``command`` is the canonical name, ``None`` when the request named
+    none we know (``reason`` then says why)."""
+
+    reply: bytes | None
+    result: str
+    command: str | None = None
+    call_id: str | None = None
+    from_tag: str | None = None
+    reason: str | None = None
+
+
+def _text(request: dict[bytes, Value], key: bytes) -> str | None:
+    v = request.get(key)
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else None
 
 
 @dataclass
@@ -53,32 +73,45 @@ class NgServer:
 
     def handle_datagram(self, data: bytes, source: tuple[str, int], now: float) -> bytes | None:
         """The reply to send back to ``source``, or None to send nothing."""
+        return self.handle(data, source, now).reply
+
+    def handle(self, data: bytes, source: tuple[str, int], now: float) -> NgOutcome:
+        """Like :meth:`handle_datagram`, also telling what the request was and how it went."""
         self.counters.datagrams += 1
         try:
             frame = split(data)
         except NgFramingError as e:
             self.counters.dropped += 1
             log.debug("NG datagram from %s dropped: %s", source, e)
-            return None
+            return NgOutcome(None, "dropped", reason=str(e))
         cached = self.cache.get(source, frame.cookie, now)
         if cached is not None:
             self.counters.retransmissions += 1
-            return cached
-        reply, fmt = self._execute(frame.body, source, now)
+            return NgOutcome(cached, "retransmission")
+        outcome, reply, fmt = self._execute(frame.body, source, now)
         try:
             body = encode_document(reply, fmt)
         except (TypeError, ValueError):
             log.exception("NG reply could not be encoded")
-            body = encode_document(error_reply(errors.INTERNAL), fmt)
+            reply = error_reply(errors.INTERNAL)
+            body = encode_document(reply, fmt)
         out = join(frame.cookie, body)
         self.cache.put(source, frame.cookie, out, now)
-        return out
+        error = reply.get("result") == "error"
+        reason = reply.get("error-reason") if error else reply.get("warning")
+        return replace(
+            outcome,
+            reply=out,
+            result="error" if error else "ok",
+            reason=reason if isinstance(reason, str) else None,
+        )
 
-    def _execute(self, body: bytes, source: tuple[str, int], now: float) -> tuple[Reply, Format]:
+    def _execute(self, body: bytes, source: tuple[str, int], now: float) -> tuple[NgOutcome, Reply, Format]:
         fmt = Format.JSON if body[:1] == b"{" else Format.BENCODE
+        blank = NgOutcome(None, "error")
         if not body:
             self.counters.decode_errors += 1
-            return error_reply(errors.NO_PAYLOAD), fmt
+            return blank, error_reply(errors.NO_PAYLOAD), fmt
         try:
             request, fmt = decode_document(body, max_size=self.max_size)
         except NgDecodeError as e:
@@ -89,6 +122,14 @@ class NgServer:
                 reason = errors.BAD_JSON
             else:
                 reason = errors.BAD_FORMAT
-            return error_reply(f"{reason}: {e}"), fmt
+            return blank, error_reply(f"{reason}: {e}"), fmt
         self.counters.executed += 1
-        return self.commands.handle(request, source, now), fmt
+        handled = self.commands.handle_request(request, source, now)
+        outcome = NgOutcome(
+            None,
+            "ok",
+            handled.command,
+            _text(request, b"call-id"),
+            _text(request, b"from-tag"),
+        )
+        return outcome, handled.reply, fmt

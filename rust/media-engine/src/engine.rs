@@ -4,7 +4,7 @@
 //! pinned to one worker for life, so all legs of a call share a thread and
 //! the packet path never locks.
 
-use crate::config::{EngineConfig, LegSpec};
+use crate::config::{EngineConfig, LegCodec, LegSpec};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventQueue};
 use crate::ports::PortPool;
@@ -223,6 +223,39 @@ impl Engine {
             leg,
             rtp,
             rtcp,
+            reply,
+        })
+    }
+
+    /// Changes what the leg carries once SDP has settled it (an answer, a
+    /// re-INVITE): `Some(codec)` is the format its endpoint sends and expects,
+    /// so that two connected legs naming different ones are transcoded;
+    /// `None` relays whatever arrives, `clock_rate` then only scaling jitter
+    /// statistics (with a codec, its clock rate is used). A connected leg is
+    /// reconnected at once (relay <-> transcoding follows); if that fails,
+    /// the leg keeps its previous codec. Receive statistics restart when the
+    /// clock rate changes.
+    pub fn set_leg_codec(
+        &self,
+        session: SessionId,
+        leg: LegId,
+        codec: Option<LegCodec>,
+        clock_rate: u32,
+    ) -> Result<()> {
+        let w = self.worker_of(session)?;
+        let clock_rate = codec.as_ref().map_or(clock_rate, |c| c.clock_rate);
+        if clock_rate == 0 {
+            return Err(Error::Invalid("clock rate must be positive".into()));
+        }
+        if let Some(c) = &codec {
+            media_core::codec::find(&c.name, c.clock_rate, c.channels)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+        }
+        self.call(w, |reply| Command::SetCodec {
+            session,
+            leg,
+            codec,
+            clock_rate,
             reply,
         })
     }

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use media_core::codec::{self, Params};
 use media_core::rtp::RtpView;
-use media_engine::{Engine, LegCodec, LegSpec};
+use media_engine::{Engine, LegCodec, LegId, LegSpec};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -181,4 +181,56 @@ fn same_codec_and_ptime_is_relayed_untouched() {
     };
     assert!(e.add_leg(s, &bad).is_err());
     assert_eq!(e.engine_stats().ports_used, 4);
+}
+
+#[test]
+fn codecs_learnt_after_the_legs_exist_switch_relay_and_transcoding() {
+    // The NG flow: ports first (offer), codecs once the answer settles them.
+    let e = engine(45500, 20, |_| {});
+    let s = e.create_session("late codecs").unwrap();
+    let a = e.add_leg(s, &LegSpec::default()).unwrap();
+    let b = e.add_leg(s, &LegSpec::default()).unwrap();
+    let (pa, pb) = (peer(), peer());
+    e.set_remote(s, a.leg, addr(&pa), None).unwrap();
+    e.set_remote(s, b.leg, addr(&pb), None).unwrap();
+    e.connect(s, a.leg, b.leg).unwrap();
+    let transcoding = |e: &Engine| {
+        e.session_stats(s)
+            .unwrap()
+            .legs
+            .iter()
+            .map(|l| l.transcoding)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(transcoding(&e), [false, false]);
+
+    // Both legs name a codec, and they differ: the connected pair transcodes.
+    let (ca, cb) = (LegCodec::new("PCMU", 8000, 0), LegCodec::new("PCMA", 8000, 8));
+    e.set_leg_codec(s, a.leg, Some(ca.clone()), 8000).unwrap();
+    assert_eq!(transcoding(&e), [false, false], "one side alone changes nothing");
+    e.set_leg_codec(s, b.leg, Some(cb.clone()), 8000).unwrap();
+    assert_eq!(transcoding(&e), [true, true]);
+    send_tone(&pa, a.rtp, &ca, 1000.0, 400);
+    let (n, pcm) = receive_decoded(&pb, &cb, 40);
+    assert!(n >= 10, "only {n} PCMA packets");
+    assert!(tone_share(&pcm[800.min(pcm.len())..], 1000.0, 8000) > 0.8);
+
+    // A change the engine cannot do is refused and leaves the call as it was.
+    let opus30 = LegCodec::new("opus", 48000, 111).with_ptime(30);
+    assert!(e.set_leg_codec(s, b.leg, Some(opus30), 48000).is_err());
+    assert!(e
+        .set_leg_codec(s, b.leg, Some(LegCodec::new("GSM", 8000, 3)), 8000)
+        .is_err());
+    assert!(e.set_leg_codec(s, LegId(9), None, 8000).is_err());
+    assert!(e.set_leg_codec(s, a.leg, None, 0).is_err());
+    assert_eq!(transcoding(&e), [true, true]);
+
+    // Back to "whatever arrives": relayed untouched again.
+    e.set_leg_codec(s, a.leg, None, 8000).unwrap();
+    assert_eq!(transcoding(&e), [false, false]);
+    std::thread::sleep(Duration::from_millis(100));
+    while !recv_up_to(&pb, 1).is_empty() {}
+    let p = rtp(7, 3, 3, 160);
+    pa.send_to(&p, a.rtp).unwrap();
+    assert_eq!(recv_up_to(&pb, 1)[0].0, p);
 }

@@ -428,6 +428,45 @@ impl Engine {
         py.detach(|| e.set_remote(sid, lid, rtp, rtcp)).map_err(err)
     }
 
+    /// Sets the leg's negotiated codec after `add_leg` (or `None`: relay
+    /// whatever arrives); a connected pair is reconnected at once.
+    #[pyo3(signature = (
+        session, leg, codec = None, *, clock_rate = None, channels = 1, payload_type = None, ptime_ms = 20,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_leg_codec(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        leg: i64,
+        codec: Option<&str>,
+        clock_rate: Option<i64>,
+        channels: i64,
+        payload_type: Option<i64>,
+        ptime_ms: i64,
+    ) -> PyResult<()> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let clock_rate = clock_rate
+            .map(|r| int_in::<u32>("clock_rate", r, 1, 1_000_000))
+            .transpose()?;
+        let codec = match codec {
+            Some(name) => Some(leg_codec(name, clock_rate, channels, payload_type, ptime_ms)?),
+            None if payload_type.is_some() => {
+                return Err(MediaError::new_err(
+                    "payload_type needs codec: without one the leg relays whatever arrives",
+                ))
+            }
+            None => None,
+        };
+        let rate = codec
+            .as_ref()
+            .map(|c| c.clock_rate)
+            .or(clock_rate)
+            .unwrap_or(8000);
+        let e = self.engine()?;
+        py.detach(|| e.set_leg_codec(sid, lid, codec, rate)).map_err(err)
+    }
+
     /// Relays media between legs `a` and `b` both ways (transcoding if needed).
     fn connect(&self, py: Python<'_>, session: i64, a: i64, b: i64) -> PyResult<()> {
         let (sid, a, b) = (session_id(session)?, leg_id(session, a)?, leg_id(session, b)?);

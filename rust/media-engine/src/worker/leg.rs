@@ -132,6 +132,8 @@ pub(crate) struct Leg {
     /// Slab key of the connected leg.
     pub peer: Option<usize>,
     pub codec: Option<LegCodec>,
+    /// RTP clock rate `receiver` runs at.
+    pub clock_rate: u32,
     /// Set when this leg's media must be transcoded for its peer.
     pub transcode: Option<Box<Transcoder>>,
     strict: bool,
@@ -170,6 +172,7 @@ pub(crate) struct LegParts {
     pub local_rtcp: Option<SocketAddr>,
     pub strict: bool,
     pub receiver: Receiver,
+    pub clock_rate: u32,
     pub codec: Option<LegCodec>,
     pub ports: PortGuard,
 }
@@ -191,6 +194,7 @@ impl Leg {
             latch_rtcp: Latch::default(),
             peer: None,
             codec: p.codec,
+            clock_rate: p.clock_rate,
             transcode: None,
             strict: p.strict,
             limiter: RateLimiter::new(policy.max_pps, now),
@@ -219,6 +223,13 @@ impl Leg {
         if self.timed_out || self.last_rtp.is_none() {
             self.silent_since = now;
         }
+    }
+
+    /// Receive statistics at a new RTP clock rate (a new codec): they
+    /// restart, since jitter in the old clock's units means nothing now.
+    pub fn set_receiver(&mut self, receiver: Receiver, clock_rate: u32) {
+        self.receiver = receiver;
+        self.clock_rate = clock_rate;
     }
 
     /// Where RTP for this leg's peer goes: latched address, else SDP's.

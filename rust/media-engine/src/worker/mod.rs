@@ -63,6 +63,13 @@ pub(crate) enum Command {
         rtcp: Option<SocketAddr>,
         reply: Reply<()>,
     },
+    SetCodec {
+        session: SessionId,
+        leg: LegId,
+        codec: Option<LegCodec>,
+        clock_rate: u32,
+        reply: Reply<()>,
+    },
     Connect {
         session: SessionId,
         a: LegId,
@@ -308,6 +315,15 @@ impl Worker {
                 });
                 let _ = reply.send(r);
             }
+            Command::SetCodec {
+                session,
+                leg,
+                codec,
+                clock_rate,
+                reply,
+            } => {
+                let _ = reply.send(self.set_codec(session, leg, codec, clock_rate));
+            }
             Command::Connect { session, a, b, reply } => {
                 let _ = reply.send(self.connect(session, a, b));
             }
@@ -361,6 +377,7 @@ impl Worker {
             local_rtcp: new.local_rtcp,
             strict: new.strict,
             receiver,
+            clock_rate: new.clock_rate,
             codec: new.codec,
             ports: guard,
         };
@@ -441,6 +458,43 @@ impl Worker {
                 }
                 l.transcode = t;
             }
+        }
+        Ok(())
+    }
+
+    /// Sets the leg's codec and, if it is connected, reconnects the pair so
+    /// that relay or transcoding follows; on failure the old codec stays.
+    fn set_codec(
+        &mut self,
+        session: SessionId,
+        leg: LegId,
+        codec: Option<LegCodec>,
+        clock_rate: u32,
+    ) -> Result<()> {
+        let key = self.leg_key(session, leg)?;
+        let l = self.legs.get(key).ok_or(Error::UnknownLeg { session, leg })?;
+        let receiver = match l.clock_rate == clock_rate {
+            true => None,
+            false => Some(
+                RtpReceiver::new(clock_rate)
+                    .map_err(|e| Error::Invalid(format!("clock rate {clock_rate}: {e}")))?,
+            ),
+        };
+        let partner = l.peer.and_then(|p| self.legs.get(p)).map(|p| p.id);
+        let previous = self
+            .legs
+            .get_mut(key)
+            .map(|l| std::mem::replace(&mut l.codec, codec));
+        if let Some(other) = partner {
+            if let Err(e) = self.connect(session, leg, other) {
+                if let (Some(l), Some(old)) = (self.legs.get_mut(key), previous) {
+                    l.codec = old;
+                }
+                return Err(e);
+            }
+        }
+        if let (Some(l), Some(r)) = (self.legs.get_mut(key), receiver) {
+            l.set_receiver(r, clock_rate);
         }
         Ok(())
     }

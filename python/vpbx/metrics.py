@@ -1,0 +1,249 @@
+"""Every Prometheus metric of vpbx, declared in this one module (DESIGN.md §3.6, §5).
+
+Names start with ``vpbx_``, use base units (seconds, bytes, ratios) and end in ``_total`` for
+counters. Labels never carry call-ids, tags or users: only small fixed sets (command, result,
+drop kind, interface, worker index).
+
+Two kinds of metrics:
+
+- **Events** counted or observed by the control plane as they happen: NG commands and their
+  duration, media timeouts, and call quality when a call (or party) is deleted.
+- **Engine figures** read from the media engine at scrape time by :class:`EngineCollector`
+  (one ``engine_stats()`` call per scrape; Python does nothing per packet).
+
+Call quality comes twice: as histograms (``vpbx_call_mos``, ``vpbx_call_jitter_seconds``,
+``vpbx_call_packet_loss_ratio``) and as rtpengine-style sum/count pairs so dashboards built on
+``rate(rtpengine_mos_total[5m]) / rate(rtpengine_mos_samples_total[5m])`` carry over:
+
+=================================  ===========================================================
+rtpengine                          vpbx
+=================================  ===========================================================
+rtpengine_mos_total / _samples     vpbx_mos_total / vpbx_mos_samples_total (MOS 1..4.5)
+rtpengine_jitter_total / _samples  vpbx_jitter_seconds_total / ..._samples_total (seconds, not ms)
+rtpengine_packetloss_total / ...   vpbx_packet_loss_ratio_total / ..._samples_total (0..1, not %)
+=================================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Protocol, cast
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from vpbx.media.engine import EngineStats
+from vpbx.ng.backend import LegStats
+
+__all__ = ["NG_COMMAND_LABELS", "EngineCollector", "Metrics", "NodeFigures"]
+
+#: ``command`` label values besides the NG command names: no known command in the request.
+NG_COMMAND_LABELS = ("invalid",)
+
+_NG_DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_MOS_BUCKETS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.3, 4.4, 4.5)
+_JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+_LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class NodeFigures(Protocol):
+    """What :class:`EngineCollector` reads at scrape time."""
+
+    def engine_stats(self) -> EngineStats: ...
+
+    def transcoded_streams(self) -> int: ...
+
+    def ng_calls(self) -> int: ...
+
+
+class Metrics:
+    """The metrics of one process, in a dedicated registry (nothing global)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        ProcessCollector(namespace="vpbx", registry=r)
+
+        # NG control protocol
+        self.ng_commands = Counter(
+            "vpbx_ng_commands",
+            "NG requests executed, by command and result (ok or error).",
+            ["command", "result"],
+            registry=r,
+        )
+        self.ng_request_duration = Histogram(
+            "vpbx_ng_request_duration_seconds",
+            "Time to handle one NG request, from datagram in to reply out.",
+            ["command"],
+            buckets=_NG_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ng_retransmissions = Counter(
+            "vpbx_ng_retransmissions", "NG requests answered from the reply cache.", registry=r
+        )
+        self.ng_dropped = Counter(
+            "vpbx_ng_dropped_datagrams", "NG datagrams without a cookie, so not answerable.", registry=r
+        )
+
+        # media events
+        self.media_timeouts = Counter(
+            "vpbx_media_timeouts", "Legs on which no RTP arrived for the media timeout.", registry=r
+        )
+        self.sessions_timed_out = Counter(
+            "vpbx_media_sessions_timed_out", "Calls deleted because all their media stopped.", registry=r
+        )
+
+        # call quality, from deleted calls (or parties)
+        self.call_mos = Histogram(
+            "vpbx_call_mos",
+            "MOS estimate (E-model, ITU-T G.107) per received stream of a finished call.",
+            buckets=_MOS_BUCKETS,
+            registry=r,
+        )
+        self.call_jitter = Histogram(
+            "vpbx_call_jitter_seconds",
+            "Interarrival jitter (RFC 3550 A.8) per received stream of a finished call.",
+            buckets=_JITTER_BUCKETS,
+            registry=r,
+        )
+        self.call_loss = Histogram(
+            "vpbx_call_packet_loss_ratio",
+            "Share of RTP packets lost per received stream of a finished call.",
+            buckets=_LOSS_BUCKETS,
+            registry=r,
+        )
+        self.mos_sum = Counter(
+            "vpbx_mos", "Sum of the MOS of finished streams (rtpengine style).", registry=r
+        )
+        self.mos_samples = Counter("vpbx_mos_samples", "Finished streams in vpbx_mos_total.", registry=r)
+        self.jitter_sum = Counter(
+            "vpbx_jitter_seconds", "Sum of the jitter of finished streams (rtpengine style).", registry=r
+        )
+        self.jitter_samples = Counter(
+            "vpbx_jitter_seconds_samples", "Finished streams in vpbx_jitter_seconds_total.", registry=r
+        )
+        self.loss_sum = Counter(
+            "vpbx_packet_loss_ratio",
+            "Sum of the loss ratios of finished streams (rtpengine style).",
+            registry=r,
+        )
+        self.loss_samples = Counter(
+            "vpbx_packet_loss_ratio_samples", "Finished streams in vpbx_packet_loss_ratio_total.", registry=r
+        )
+
+    def observe_ng(self, command: str | None, result: str, duration_s: float) -> None:
+        """One NG datagram: ``result`` as :class:`vpbx.ng.NgOutcome` gives it."""
+        if result == "retransmission":
+            self.ng_retransmissions.inc()
+            return
+        if result == "dropped":
+            self.ng_dropped.inc()
+            return
+        label = command if command is not None else NG_COMMAND_LABELS[0]
+        self.ng_commands.labels(label, result).inc()
+        self.ng_request_duration.labels(label).observe(duration_s)
+
+    def observe_stream(self, stats: LegStats) -> None:
+        """Call quality of one received stream whose call (or party) ended."""
+        if stats.mos is not None:
+            self.call_mos.observe(stats.mos)
+            self.mos_sum.inc(stats.mos)
+            self.mos_samples.inc()
+        if stats.jitter_ms is not None:
+            jitter = stats.jitter_ms / 1000.0
+            self.call_jitter.observe(jitter)
+            self.jitter_sum.inc(jitter)
+            self.jitter_samples.inc()
+        if stats.packet_loss_pct is not None:
+            loss = min(max(stats.packet_loss_pct / 100.0, 0.0), 1.0)
+            self.call_loss.observe(loss)
+            self.loss_sum.inc(loss)
+            self.loss_samples.inc()
+
+    def add_engine(self, figures: NodeFigures) -> None:
+        """Expose the engine's figures (read at each scrape)."""
+        self.registry.register(EngineCollector(figures))
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class EngineCollector(Collector):
+    """Media-engine counters and gauges, read from ``engine_stats()`` at scrape time."""
+
+    def __init__(self, figures: NodeFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: its families are only known by collecting
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures
+        s = f.engine_stats()
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, value=value)
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, value=value)
+
+        yield gauge("vpbx_media_sessions", "Media sessions (calls) in the engine.", s["sessions"])
+        yield gauge("vpbx_media_legs", "Media legs (one per party and m-line) in the engine.", s["legs"])
+        yield gauge(
+            "vpbx_media_transcoded_streams",
+            "Legs whose media is decoded and re-encoded (two per transcoded m-line).",
+            f.transcoded_streams(),
+        )
+        yield gauge("vpbx_media_recordings_active", "Calls being recorded.", 0)
+        yield gauge("vpbx_ng_calls", "Calls known to the NG control layer.", f.ng_calls())
+        used = GaugeMetricFamily("vpbx_media_ports_used", "UDP ports in use.", labels=["interface"])
+        free = GaugeMetricFamily(
+            "vpbx_media_ports_free", "UDP ports free in the range.", labels=["interface"]
+        )
+        busy = CounterMetricFamily(
+            "vpbx_media_ports_busy_skipped",
+            "Ports skipped because another process had them bound.",
+            labels=["interface"],
+        )
+        for i in s["interfaces"]:
+            used.add_metric([i["name"]], i["ports_used"])
+            free.add_metric([i["name"]], i["ports_free"])
+            busy.add_metric([i["name"]], i["ports_busy_skipped"])
+        yield used
+        yield free
+        yield busy
+        yield counter(
+            "vpbx_media_packets_relayed",
+            "RTP and RTCP packets sent on (relayed or transcoded).",
+            s["packets_relayed"],
+        )
+        yield counter("vpbx_media_bytes_relayed", "Bytes of the packets sent on.", s["bytes_relayed"])
+        yield counter("vpbx_media_rtcp_packets_relayed", "RTCP packets relayed.", s["rtcp_relayed"])
+        drops = CounterMetricFamily(
+            "vpbx_media_dropped_packets", "Datagrams received but not relayed, by reason.", labels=["kind"]
+        )
+        for kind, n in cast("Mapping[str, int]", s["dropped"]).items():
+            drops.add_metric([kind], n)
+        yield drops
+        yield counter("vpbx_media_receive_errors", "Failed socket reads.", s["receive_errors"])
+        yield counter(
+            "vpbx_media_sessions_refused",
+            "Sessions refused by admission control (max_sessions).",
+            s["sessions_refused"],
+        )
+        yield counter(
+            "vpbx_media_events_lost", "Engine events lost because the event queue was full.", s["events_lost"]
+        )
+        cpu = CounterMetricFamily(
+            "vpbx_media_worker_cpu_seconds", "CPU time of each media worker thread.", labels=["worker"]
+        )
+        relayed = CounterMetricFamily(
+            "vpbx_media_worker_packets_relayed", "Packets sent on by each media worker.", labels=["worker"]
+        )
+        for n, w in enumerate(s["workers"]):
+            cpu.add_metric([str(n)], w["cpu_time_s"])
+            relayed.add_metric([str(n)], w["packets_relayed"])
+        yield cpu
+        yield relayed

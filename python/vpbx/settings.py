@@ -1,0 +1,255 @@
+"""The one typed settings model of vpbx: every config key lives here (DESIGN.md §3.6).
+
+Values come, lowest precedence first, from the defaults below, a TOML file, environment
+variables and command-line flags. Environment variables are ``VPBX_`` + the table + ``__`` +
+the key, upper-case: ``VPBX_MEDIA_NODE__PORT_MIN=42000``; list values are JSON or
+comma-separated (``VPBX_MEDIA_NODE__INTERFACES=pub/10.0.0.5!203.0.113.5,127.0.0.1``).
+
+Keys are named as rtpengine names its options where there is an equivalent, so operators find
+their way: the TOML file also accepts rtpengine's spellings (``interface``, ``port-min``,
+``listen-ng``, ``num-threads``, ``timeout`` ...; see :data:`SYNONYMS`)::
+
+    [media_node]
+    interfaces = ["pub/10.0.0.5!203.0.113.5"]
+    listen_ng = "127.0.0.1:2223"
+    port_min = 30000
+    port_max = 40000
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "SYNONYMS",
+    "MediaNodeSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "parse_host_port",
+]
+
+ENV_PREFIX = "VPBX_"
+
+_file_data: ContextVar[dict[str, Any] | None] = ContextVar("vpbx_config_file", default=None)
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message says which key or file and why."""
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` with a numeric IPv4 host or a bracketed IPv6 one (``[::1]:2223``)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"{text!r}: port {number} is not in 1..65535")
+    return host, number
+
+
+#: rtpengine's spellings accepted in the file, per table (after "-" -> "_").
+SYNONYMS: dict[str, dict[str, str]] = {
+    "media_node": {"interface": "interfaces", "num_threads": "workers", "timeout": "media_timeout_s"},
+}
+
+
+def _canonical(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """File keys in their canonical spelling: ``port-min`` -> ``port_min``, synonyms mapped."""
+    out: dict[str, Any] = {}
+    for table, values in data.items():
+        name = table.replace("-", "_")
+        if not isinstance(values, dict):
+            out[name] = values  # validation says what is wrong with it
+            continue
+        synonyms = SYNONYMS.get(name, {})
+        keys: dict[str, Any] = {}
+        for key, value in values.items():
+            canon = key.replace("-", "_")
+            canon = synonyms.get(canon, canon)
+            if canon in keys:
+                raise SettingsError(f"{source}: [{table}] gives {canon!r} twice (as {key!r} too)")
+            keys[canon] = value
+        out[name] = keys
+    return out
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file's values, already read and put in canonical spelling."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+class MediaNodeSettings(BaseModel):
+    """``[media_node]``: the RTP relay driven over the NG protocol (``vpbx media-node``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # NoDecode: the environment may give a comma-separated list as well as JSON
+    interfaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="rtpengine 'interface' syntax [NAME/]LOCAL[!ADVERTISED]; the first is the default.",
+    )
+    listen_ng: str = Field(
+        default="127.0.0.1:2223",
+        description="UDP address of the NG control protocol.",
+    )
+    listen_http: str = Field(
+        default="127.0.0.1:2225",
+        description="TCP address of /metrics and /health.",
+    )
+    port_min: int = Field(default=30000, ge=1, le=65535)
+    port_max: int = Field(default=40000, ge=1, le=65535)
+    recording_dir: Path = Field(
+        default=Path("/var/lib/vpbx/recordings"),
+        description="Where recordings go (recording itself is not available yet).",
+    )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="Media worker threads; 0 means one per core.",
+    )
+    max_sessions: int = Field(default=10_000, ge=1, description="Admission limit.")
+    media_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="No RTP on a leg for this long is a media timeout; a call whose legs all "
+        "time out is deleted.",
+    )
+    strict_source: bool = Field(
+        default=False,
+        description="Once latched, drop packets from any other source address.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("interfaces", mode="before")
+    @classmethod
+    def _split_interfaces(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [p for p in text.replace(",", " ").replace(";", " ").split() if p]
+        return v
+
+    @field_validator("interfaces")
+    @classmethod
+    def _some_interface(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one interface is needed")
+        return v
+
+    @field_validator("listen_ng", "listen_http")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_host_port(v)
+        return v.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _port_range(self) -> MediaNodeSettings:
+        if self.port_min > self.port_max:
+            raise ValueError(f"port_min {self.port_min} is above port_max {self.port_max}")
+        return self
+
+    @property
+    def ng_address(self) -> tuple[str, int]:
+        return parse_host_port(self.listen_ng)
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        return parse_host_port(self.listen_http)
+
+
+class Settings(BaseSettings):
+    """All of vpbx's configuration, one table per service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    # no aliases here: an alias would drop the VPBX_ prefix from the environment variables
+    media_node: MediaNodeSettings = MediaNodeSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # first wins: command line (init arguments), environment, the TOML file
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        data = _file_data.get()
+        if data is not None:
+            sources.append(_FileSource(settings_cls, data))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``config_file`` (TOML; None: no file), the environment and ``overrides``
+    (per table, e.g. ``media_node={"port_min": 42000}``: command-line flags that were given).
+    Raises :class:`SettingsError` with a readable message."""
+    data = None
+    if config_file is not None:
+        try:
+            with config_file.open("rb") as f:
+                data = _canonical(tomllib.load(f), str(config_file))
+        except OSError as e:
+            raise SettingsError(f"cannot read config file {config_file}: {e.strerror or e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {e}") from None
+    token = _file_data.set(data)
+    try:
+        return Settings(**overrides)
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise SettingsError(_explain(e)) from None
+    finally:
+        _file_data.reset(token)
+
+
+def _explain(e: ValueError) -> str:
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e)
+    lines = []
+    for err in errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        lines.append(f"{where or 'settings'}: {err.get('msg', 'invalid')}")
+    return "invalid settings: " + "; ".join(lines)

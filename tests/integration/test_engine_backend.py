@@ -1,0 +1,205 @@
+"""EngineBackend: the NG layer's MediaBackend over a real in-process Engine (127.0.0.1,
+ports 41400..41499), checked call by call and through the NG commands."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from vpbx.media import Engine, RtpPacket
+from vpbx.media.ng_backend import NOT_SUPPORTED, EngineBackend
+from vpbx.ng import (
+    BackendError,
+    Endpoint,
+    LegCodecs,
+    LegStats,
+    MediaSource,
+    NgServer,
+    RecordingOptions,
+    decode,
+    encode,
+)
+from vpbx.sdp import Codec
+
+PCMU = Codec("PCMU", 8000, None, None, 0)
+PCMA = Codec("PCMA", 8000, None, None, 8)
+G729 = Codec("G729", 8000, None, None, 18)
+EVENTS = Codec("telephone-event", 8000, None, "0-16", 101)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    with Engine(
+        interfaces=["127.0.0.1", "lo2/127.0.0.2!192.0.2.7"], port_min=41400, port_max=41499, workers=1
+    ) as e:
+        yield e
+
+
+@pytest.fixture
+def phones() -> Iterator[tuple[socket.socket, socket.socket]]:
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(1.0)
+        socks.append(s)
+    try:
+        yield socks[0], socks[1]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port(s: socket.socket) -> int:
+    return int(s.getsockname()[1])
+
+
+def test_legs_map_to_one_session_per_call(engine: Engine) -> None:
+    be = EngineBackend(engine)
+    a = be.allocate_leg("c1", "alice", 0)
+    assert a.address == "127.0.0.1" and a.rtcp_port == a.rtp_port + 1
+    assert be.allocate_leg("c1", "alice", 0) == a  # again: same ports
+    b = be.allocate_leg("c1", "bob", 0, interface="lo2")
+    assert b.address == "192.0.2.7"  # the advertised address of the named interface
+    mux = be.allocate_leg("c1", "bob", 1, interface="lo2", rtcp_mux=True)
+    assert mux.rtcp_port is None
+    s = engine.engine_stats()
+    assert (s["sessions"], s["legs"], s["ports_used"]) == (1, 3, 5)
+    with pytest.raises(BackendError, match="Unknown interface 'nope'"):
+        be.allocate_leg("c1", "carol", 0, interface="nope")
+    with pytest.raises(BackendError, match="family IP6"):
+        be.allocate_leg("c2", "carol", 0, family="IP6")
+    assert engine.engine_stats()["sessions"] == 1  # the failed call left nothing behind
+    assert be.delete("c1").legs.keys() == {("alice", 0), ("bob", 0), ("bob", 1)}
+    assert engine.engine_stats()["ports_used"] == 0
+    assert be.delete("c1") == be.query("c1")  # unknown calls: empty stats, no error
+
+
+def test_relay_then_transcode_then_stats_and_delete(
+    engine: Engine, phones: tuple[socket.socket, socket.socket]
+) -> None:
+    finished: list[LegStats] = []
+    clock = Clock()
+    be = EngineBackend(engine, on_leg_finished=finished.append, clock=clock)
+    pa, pb = phones
+    a = be.allocate_leg("c1", "alice", 0)
+    be.allocate_leg("c1", "bob", 0)
+    be.set_remote("c1", "alice", 0, Endpoint("127.0.0.1", port(pa)))
+    be.set_remote("c1", "bob", 0, Endpoint("127.0.0.1", port(pb)))
+    be.set_codecs("c1", "alice", 0, LegCodecs((PCMU, EVENTS), (PCMU, EVENTS), 20))
+    be.set_codecs("c1", "bob", 0, LegCodecs((PCMA,), (PCMA,), 20))
+
+    be.connect("c1", "alice", "bob", [False])  # relay: the payload goes through as it is
+    assert be.transcoded_streams() == 0
+    pkt = RtpPacket(0, 1, 160, 9, bytes(160)).serialize()
+    pa.sendto(pkt, ("127.0.0.1", a.rtp_port))
+    assert pb.recv(2048) == pkt
+
+    be.connect("c1", "alice", "bob", [True])  # transcode: PCMU in, PCMA out
+    assert be.transcoded_streams() == 2 and be.statistics().transcoded_media == 1
+    for i in range(10):
+        pa.sendto(RtpPacket(0, 2 + i, 160 * (1 + i), 9, bytes(160)).serialize(), ("127.0.0.1", a.rtp_port))
+    out = RtpPacket.parse(pb.recv(2048))
+    assert out.payload_type == 8 and len(out.payload) == 160
+
+    q = be.query("c1")
+    alice = q.legs[("alice", 0)]
+    assert alice.rtp.packets == 11 and alice.rtp.endpoint == ("127.0.0.1", port(pa))
+    assert alice.codec == "PCMU/8000" and alice.transcoding
+    assert alice.mos is not None and 4.3 < alice.mos <= 4.5
+    assert alice.packet_loss_pct == 0.0 and alice.jitter_ms is not None
+    assert alice.rtp.last_packet is not None and clock.now - 1 < alice.rtp.last_packet <= clock.now
+    assert q.legs[("bob", 0)].mos is None  # bob sent nothing
+
+    final = be.delete("c1")
+    assert final.legs[("alice", 0)].rtp.packets == 11
+    assert [s.rtp.packets for s in finished] == [11]  # only streams that carried media
+    assert engine.engine_stats()["ports_used"] == 0 and be.transcoded_streams() == 0
+
+
+def test_what_cannot_be_done_says_why(engine: Engine) -> None:
+    be = EngineBackend(engine)
+    be.allocate_leg("c1", "alice", 0)
+    be.allocate_leg("c1", "bob", 0)
+    be.set_codecs("c1", "alice", 0, LegCodecs((PCMU,), (PCMU,)))
+    be.set_codecs("c1", "bob", 0, LegCodecs((G729,), (G729,)))
+    with pytest.raises(BackendError, match="G729/8000 is not supported"):
+        be.connect("c1", "alice", "bob", [True])
+    be.connect("c1", "alice", "bob", [False])  # relaying G.729 needs no codec of ours
+    with pytest.raises(BackendError, match="not an IP address"):
+        be.set_remote("c1", "alice", 0, Endpoint("phone.example", 4000))
+    be.set_remote("c1", "alice", 0, Endpoint("0.0.0.0", 4000))  # hold: nothing to do
+    with pytest.raises(BackendError, match="No media 3"):
+        be.set_codecs("c1", "alice", 3, LegCodecs((PCMU,), (PCMU,)))
+    with pytest.raises(BackendError, match="Unknown call-id"):
+        be.connect("zz", "a", "b", [False])
+    for action, reason in (
+        (lambda: be.start_recording("c1", RecordingOptions()), NOT_SUPPORTED["recording"]),
+        (lambda: be.stop_recording("c1"), NOT_SUPPORTED["recording"]),
+        (lambda: be.pause_recording("c1"), NOT_SUPPORTED["recording"]),
+        (lambda: be.play_media("c1", "alice", MediaSource(file="/x.wav")), NOT_SUPPORTED["play media"]),
+        (lambda: be.stop_media("c1", "alice"), NOT_SUPPORTED["play media"]),
+        (
+            lambda: be.play_dtmf("c1", "alice", 5, duration_ms=100, volume_db=-8, pause_ms=100),
+            NOT_SUPPORTED["play DTMF"],
+        ),
+    ):
+        with pytest.raises(BackendError) as e:
+            action()
+        assert e.value.reason == reason
+
+
+def test_deleting_a_party_and_media_timeouts(engine: Engine) -> None:
+    be = EngineBackend(engine)
+    a = be.allocate_leg("c1", "alice", 0)
+    be.allocate_leg("c1", "bob", 0)
+    be.allocate_leg("c1", "fork", 0)
+    assert be.delete("c1", "fork").legs.keys() == {("fork", 0)}
+    assert be.query("c1").legs.keys() == {("alice", 0), ("bob", 0)}
+    session = engine.engine_stats()["sessions"]
+    assert session == 1
+    sid = next(s for s in range(1, 10) if be.session_call(s) == "c1")
+    assert be.leg_key(sid, 0) == ("alice", 0) and be.leg_key(sid, 9) is None
+    # not connected yet: silence alone never ends a ringing call
+    assert be.note_timeout(sid, 0) is None and be.note_timeout(sid, 1) is None
+    be.connect("c1", "alice", "bob", [False])  # connecting resets the silence marks
+    assert be.note_timeout(sid, 0) is None
+    be.note_resumed(sid, 0)
+    assert be.note_timeout(sid, 1) is None
+    assert be.note_timeout(sid, 0) == "c1"  # every leg silent: the call should go
+    assert a.rtp_port > 0
+
+
+def test_offer_answer_through_the_ng_commands(engine: Engine) -> None:
+    server = NgServer(EngineBackend(engine))
+    cookies = iter(range(100))
+
+    def ng(**req: object) -> dict[bytes, object]:
+        cookie = f"k{next(cookies)} ".encode()
+        body = encode({k.replace("_", "-"): v for k, v in req.items()})
+        reply = server.handle_datagram(cookie + body, ("h", 1), 1.0)
+        assert reply is not None and reply.startswith(cookie)
+        doc = decode(reply[len(cookie) :])
+        assert isinstance(doc, dict)
+        return doc  # type: ignore[return-value]
+
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n"
+    offer = ng(command="offer", call_id="n1", from_tag="a", sdp=sdp.format(4000))
+    assert offer[b"result"] == b"ok" and b"m=audio 414" in offer[b"sdp"]  # type: ignore[operator]
+    answer = ng(command="answer", call_id="n1", from_tag="a", to_tag="b", sdp=sdp.format(4002))
+    assert answer[b"result"] == b"ok"
+    assert engine.engine_stats()["ports_used"] == 4
+    stats = ng(command="statistics")[b"statistics"]
+    assert stats[b"engine"][b"portsused"] == 4  # type: ignore[index]
+    assert ng(command="delete", call_id="n1")[b"result"] == b"ok"
+    assert engine.engine_stats()["ports_used"] == 0
