@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -163,6 +164,53 @@ def media_node(  # noqa: PLR0917 (one parameter per flag)
         Console(stderr=True).print(f"[red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
     raise typer.Exit(run(settings.media_node))
+
+
+# --- serve: MINIMAL SIP service (registrar + OPTIONS), issue 4 first step ---------------
+# Users, realm and listen address come from the command line until the store and
+# the settings model land; the full `vpbx serve [--config] [--data-dir] ...` replaces it.
+
+
+def _split_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise typer.BadParameter(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+@app.command()
+def serve(
+    sip_listen: Annotated[str, typer.Option(help="UDP and TCP address, HOST:PORT.")] = "0.0.0.0:5060",
+    user: Annotated[list[str] | None, typer.Option(help="An account, EXT:PASSWORD (repeatable).")] = None,
+    realm: Annotated[str, typer.Option(help="Digest realm (the SIP domain).")] = "vpbx",
+    trusted: Annotated[
+        list[str] | None, typer.Option(help="CIDR never rate-limited or banned (repeatable).")
+    ] = None,
+    md5_only: Annotated[bool, typer.Option(help="Offer only MD5 digest (old phones, SIPp).")] = False,
+) -> None:
+    """Run the SIP service (registrar with digest auth, OPTIONS) on uvloop. Minimal for now."""
+    import uvloop  # noqa: PLC0415
+
+    from vpbx.sip_service import build_service, run_sip_service  # noqa: PLC0415
+
+    host, port = _split_hostport(sip_listen)
+    accounts: list[tuple[str, str]] = []
+    for item in user or []:
+        ext, sep, password = item.partition(":")
+        if not sep or not ext or not password:
+            raise typer.BadParameter(f"expected EXT:PASSWORD, got {item!r}")
+        accounts.append((ext, password))
+    algorithms = ("MD5",) if md5_only else ("SHA-256", "MD5")
+    service = build_service(realm, accounts, trusted=tuple(trusted or ()), algorithms=algorithms)
+
+    def ready(bound: tuple[str, int]) -> None:
+        print(f"vpbx: SIP listening on udp+tcp {bound[0]}:{bound[1]} realm={realm}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(run_sip_service(service, host, port, ready))
+
+
+# --- end of serve ------------------------------------------------------------------------
 
 
 @app.command()

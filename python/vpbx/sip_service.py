@@ -1,0 +1,152 @@
+"""The SIP service as `vpbx serve` runs it today: transport + transaction layer +
+registrar, OPTIONS answered, every other request refused (405 for methods we know
+but do not serve yet, 501 for the rest, RFC 3261 §8.2.1).
+
+`SipService` is the transaction user (TU): it takes the layer's actions and answers
+requests through a `Responder` (the transport). It holds no sockets and reads no
+clock itself (the wall clock is a parameter); `run_sip_service` wires it to the
+asyncio transport of vpbx.io.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from vpbx.pbx import MemoryLocationStore, Registrar
+from vpbx.security import AccountAllowlists, GuardConfig, SourceGuard
+from vpbx.sip import Deliver, DigestAuthenticator, Request, Response, build_response, compute_ha1s, new_tag
+from vpbx.sip.transaction_actions import Action, Overload
+from vpbx.sip.transaction_match import TransactionKey
+
+ALLOW: Final = ("REGISTER", "OPTIONS")
+# Methods of RFC 3261 and its extensions we know but do not serve yet: 405 with Allow.
+KNOWN_METHODS: Final = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO", "PRACK"}
+    | {"UPDATE", "REFER", "PUBLISH"}
+)
+SERVER: Final = "vpbx"
+
+
+class Responder(Protocol):
+    def respond(self, key: TransactionKey, response: Response) -> None: ...
+
+
+@dataclass(slots=True)
+class ServiceStats:
+    requests: dict[str, int] = field(default_factory=dict)  # by method (bounded: known + "other")
+    overloaded: int = 0
+
+
+class SipService:
+    """Answers what the transaction layer delivers. `responder` is set once the
+    transport exists (they refer to each other)."""
+
+    def __init__(self, registrar: Registrar, *, wall: Callable[[], float] = time.time) -> None:
+        self.registrar = registrar
+        self.wall = wall
+        self.responder: Responder | None = None
+        self.stats = ServiceStats()
+
+    def on_action(self, action: Action) -> None:
+        if isinstance(action, Deliver):
+            message = action.message
+            if isinstance(message, Request) and action.key is not None and action.source is not None:
+                self._on_request(message, action.key, action.source, action.transport)
+            # ACK for a 2xx and stray responses: nothing to do yet.
+        elif isinstance(action, Overload):
+            self.stats.overloaded += 1
+
+    def _on_request(
+        self, request: Request, key: TransactionKey, source: tuple[str, int], transport: str
+    ) -> None:
+        method = request.method
+        counted = method if method in KNOWN_METHODS or method in ALLOW else "other"
+        self.stats.requests[counted] = self.stats.requests.get(counted, 0) + 1
+        response: Response | None
+        if method == "REGISTER":
+            response = self.registrar.handle(request, source, self.wall(), transport)
+        elif method == "OPTIONS":
+            response = options_response(request)
+        elif method == "CANCEL":
+            response = build_response(request, 481, to_tag=new_tag())  # no INVITE to cancel (§9.2)
+        elif method in KNOWN_METHODS:
+            response = build_response(request, 405, to_tag=new_tag())
+            response.headers.add("Allow", ", ".join(ALLOW))  # §21.4.6
+        else:
+            response = build_response(request, 501, to_tag=new_tag())
+        if response is None or self.responder is None:
+            return  # dropped: a banned source hears nothing
+        response.headers.add("Server", SERVER)
+        self.responder.respond(key, response)
+
+    def housekeeping(self) -> None:
+        """Expire bindings, sweep the guard, forget old nonce-counts (every few seconds)."""
+        now = self.wall()
+        registrar = self.registrar
+        registrar.location.expire(now)
+        if registrar.guard is not None:
+            registrar.guard.sweep(now)
+        registrar.authenticator.prune(now)
+
+
+def options_response(request: Request) -> Response:
+    """200 to OPTIONS with what we do (§11.2)."""
+    response = build_response(request, 200, to_tag=new_tag())
+    headers = response.headers
+    headers.add("Allow", ", ".join(ALLOW))
+    headers.add("Accept", "application/sdp")
+    headers.add("Accept-Encoding", "identity")
+    headers.add("Accept-Language", "en")
+    headers.add("Supported", "")
+    return response
+
+
+def static_users(users: Iterable[tuple[str, str]], realm: str) -> Callable[[str, str], str | None]:
+    """A credential lookup over (extension, password) pairs, HA1s computed once."""
+    table = {ext: compute_ha1s(ext, realm, password) for ext, password in users}
+
+    def lookup(username: str, algorithm: str) -> str | None:
+        return table.get(username, {}).get(algorithm)
+
+    return lookup
+
+
+def build_service(
+    realm: str,
+    users: Iterable[tuple[str, str]],
+    *,
+    trusted: tuple[str, ...] = (),
+    allowlists: AccountAllowlists | None = None,
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+    secret: bytes | None = None,
+) -> SipService:
+    """A SipService with an in-memory location store and a static user table."""
+    guard = SourceGuard(GuardConfig(trusted=trusted))
+    authenticator = DigestAuthenticator(realm, secret or os.urandom(32), algorithms=algorithms)
+    registrar = Registrar(
+        realm, authenticator, static_users(users, realm), MemoryLocationStore(), guard, allowlists=allowlists
+    )
+    return SipService(registrar)
+
+
+async def run_sip_service(
+    service: SipService, host: str, port: int, on_ready: Callable[[tuple[str, int]], None] | None = None
+) -> None:
+    """Listen on UDP and TCP host:port and serve until the transport is closed."""
+    from vpbx.io.sip_transport import SipTransport  # noqa: PLC0415 (keeps this module loop-free)
+    from vpbx.sip import TransactionLayer  # noqa: PLC0415
+
+    transport = SipTransport(TransactionLayer(), service.on_action, guard=service.registrar.guard)
+    service.responder = transport
+    bound = await transport.listen(host, port)
+    transport.every(5.0, service.housekeeping)
+    if on_ready is not None:
+        on_ready(bound)
+    try:
+        await transport.wait_closed()
+    finally:
+        transport.close()
