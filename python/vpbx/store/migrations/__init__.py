@@ -1,0 +1,1 @@
+"""Alembic migrations of the vpbx store, run by `Database.open` (no alembic.ini needed)."""
