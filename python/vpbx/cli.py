@@ -7,8 +7,11 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -19,10 +22,11 @@ from vpbx import __version__
 from vpbx.media import WavWriter
 from vpbx.media.chain import CODECS, run_chain
 from vpbx.media.netsim import PROFILES
-from vpbx.settings import SettingsError, load_settings
+from vpbx.settings import ServeSettings, SettingsError, load_settings
 
 app = typer.Typer(help="vpbx: an open-source cloud PBX.", no_args_is_help=True, add_completion=False)
 console = Console()
+err_console = Console(stderr=True)
 
 DEMO_TEXT = (
     "Hello, this is the v p b x media demo. Your voice travels through a codec, "
@@ -166,51 +170,257 @@ def media_node(  # noqa: PLR0917 (one parameter per flag)
     raise typer.Exit(run(settings.media_node))
 
 
-# --- serve: MINIMAL SIP service (registrar + OPTIONS), issue 4 first step ---------------
-# Users, realm and listen address come from the command line until the store and
-# the settings model land; the full `vpbx serve [--config] [--data-dir] ...` replaces it.
+# --- the PBX: serve, and the admin commands on its database ------------------------------
 
 
-def _split_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise typer.BadParameter(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+@dataclass(slots=True)
+class _Global:
+    """Options given before the command: `vpbx --data-dir DIR user add ...`."""
+
+    data_dir: Path | None = None
+    config: Path | None = None
 
 
-@app.command()
-def serve(
-    sip_listen: Annotated[str, typer.Option(help="UDP and TCP address, HOST:PORT.")] = "0.0.0.0:5060",
-    user: Annotated[list[str] | None, typer.Option(help="An account, EXT:PASSWORD (repeatable).")] = None,
-    realm: Annotated[str, typer.Option(help="Digest realm (the SIP domain).")] = "vpbx",
-    trusted: Annotated[
-        list[str] | None, typer.Option(help="CIDR never rate-limited or banned (repeatable).")
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _serve_settings(ctx: typer.Context, config: Path | None = None, **overrides: Any) -> ServeSettings:
+    """The [serve] settings: command flags, then the global flags, then VPBX_SERVE__*,
+    then the config file, then the defaults."""
+    g = ctx.find_object(_Global) or _Global()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "data_dir" not in given and g.data_dir is not None:
+        given["data_dir"] = g.data_dir
+    try:
+        return load_settings(config or g.config, serve=given).serve
+    except SettingsError as e:
+        _fail(str(e), 2)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Store and input errors as one line on stderr: 2 for a conflict or bad input, 1 else."""
+    from vpbx.store.errors import ConflictError, StoreError  # noqa: PLC0415 (SQLAlchemy loads late)
+
+    try:
+        yield
+    except ConflictError as e:
+        _fail(str(e), 2)
+    except ValueError as e:
+        _fail(str(e), 2)
+    except StoreError as e:
+        _fail(str(e), 1)
+
+
+@app.callback()
+def _main_options(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Folder of the database (DATA_DIR/vpbx.db). Default: ./data."),
     ] = None,
-    md5_only: Annotated[bool, typer.Option(help="Offer only MD5 digest (old phones, SIPp).")] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML config file ([serve] table).", dir_okay=False)
+    ] = None,
 ) -> None:
-    """Run the SIP service (registrar with digest auth, OPTIONS) on uvloop. Minimal for now."""
-    import uvloop  # noqa: PLC0415
+    """vpbx: an open-source cloud PBX."""
+    ctx.obj = _Global(data_dir, config)
 
-    from vpbx.sip_service import build_service, run_sip_service  # noqa: PLC0415
 
-    host, port = _split_hostport(sip_listen)
+def _parse_accounts(items: list[str] | None) -> list[tuple[str, str]]:
     accounts: list[tuple[str, str]] = []
-    for item in user or []:
+    for item in items or []:
         ext, sep, password = item.partition(":")
         if not sep or not ext or not password:
             raise typer.BadParameter(f"expected EXT:PASSWORD, got {item!r}")
         accounts.append((ext, password))
-    algorithms = ("MD5",) if md5_only else ("SHA-256", "MD5")
-    service = build_service(realm, accounts, trusted=tuple(trusted or ()), algorithms=algorithms)
-
-    def ready(bound: tuple[str, int]) -> None:
-        print(f"vpbx: SIP listening on udp+tcp {bound[0]}:{bound[1]} realm={realm}", flush=True)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(run_sip_service(service, host, port, ready))
+    return accounts
 
 
-# --- end of serve ------------------------------------------------------------------------
+@app.command()
+def serve(  # noqa: PLR0917 (one parameter per flag)
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with a [serve] table.", dir_okay=False)
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of the database.")] = None,
+    sip_listen: Annotated[str | None, typer.Option(help="SIP over UDP and TCP, HOST:PORT.")] = None,
+    http_listen: Annotated[str | None, typer.Option(help="/metrics and /health, HOST:PORT.")] = None,
+    realm: Annotated[str | None, typer.Option(help="Digest realm (the SIP domain).")] = None,
+    md5_only: Annotated[
+        bool | None, typer.Option("--md5-only", help="Offer only MD5 digest (old phones, SIPp).")
+    ] = None,
+    trusted: Annotated[
+        list[str] | None, typer.Option("--trusted", help="CIDR never rate-limited or banned (repeatable).")
+    ] = None,
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", help="Create (or re-key) an account EXT:PASSWORD at start (repeatable)."),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run the PBX: SIP registrar with digest auth on UDP and TCP, /metrics and /health.
+
+    Accounts and registrations live in DATA_DIR/vpbx.db; accounts added with `vpbx user add`
+    while it runs work within about a second. Flags override VPBX_SERVE__<KEY> variables,
+    which override --config. SIGTERM stops it after writing pending registrations.
+    """
+    from vpbx.io.serve import run  # noqa: PLC0415 (uvloop, aiohttp & co. load only here)
+
+    accounts = _parse_accounts(user)
+    settings = _serve_settings(
+        ctx,
+        config,
+        data_dir=data_dir,
+        sip_listen=sip_listen,
+        http_listen=http_listen,
+        realm=realm,
+        md5_only=md5_only,
+        trusted=trusted or None,
+        log_level=log_level,
+    )
+    raise typer.Exit(run(settings, accounts))
+
+
+user_app = typer.Typer(help="SIP users (extensions) in the database.", no_args_is_help=True)
+number_app = typer.Typer(help="Company numbers (DIDs) and where they ring.", no_args_is_help=True)
+calls_app = typer.Typer(help="Call detail records.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(number_app, name="number")
+app.add_typer(calls_app, name="calls")
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    extension: Annotated[str, typer.Argument(help="The extension, also the SIP username.")],
+    password: Annotated[str, typer.Option("--password", help="SIP password (stored only as digests).")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+) -> None:
+    """Add a user with a SIP account. A running server accepts it within about a second."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        user = admin.add_user(settings.data_dir, extension, password, realm=settings.realm, name=name)
+    console.print(f"added user {user.extension}" + (f" ({user.display_name})" if user.display_name else ""))
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context) -> None:
+    """List users and their SIP accounts."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        rows = admin.list_users(settings.data_dir)
+    table = Table(title=f"users in {settings.database_path}")
+    for col in ("extension", "name", "enabled", "SIP username", "realm"):
+        table.add_column(col)
+    for user, accounts in rows:
+        table.add_row(
+            user.extension,
+            user.display_name,
+            "yes" if user.enabled else "no",
+            ", ".join(a.username for a in accounts),
+            ", ".join(sorted({a.realm for a in accounts})),
+        )
+    console.print(table)
+
+
+@user_app.command("remove")
+def user_remove(
+    ctx: typer.Context, extension: Annotated[str, typer.Argument(help="The extension to remove.")]
+) -> None:
+    """Remove a user and their SIP accounts (a running server stops accepting them)."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        removed = admin.remove_user(settings.data_dir, extension)
+    if not removed:
+        _fail(f"no user with extension {extension}", 1)
+    console.print(f"removed user {extension}")
+
+
+@number_app.command("add")
+def number_add(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The number, e.g. +74951234567.")],
+    to: Annotated[str, typer.Option("--to", help="The extension it rings.")],
+) -> None:
+    """Route a company number to an extension."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        added = admin.add_number(settings.data_dir, number, to)
+    console.print(f"added number {added.e164} -> extension {added.target_value}")
+
+
+@number_app.command("list")
+def number_list(ctx: typer.Context) -> None:
+    """List company numbers."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        rows = admin.list_numbers(settings.data_dir)
+    table = Table(title=f"numbers in {settings.database_path}")
+    for col in ("number", "to", "max calls", "enabled"):
+        table.add_column(col)
+    for n in rows:
+        table.add_row(
+            n.e164, f"{n.target_kind} {n.target_value}", str(n.max_calls), "yes" if n.enabled else "no"
+        )
+    console.print(table)
+
+
+@number_app.command("remove")
+def number_remove(ctx: typer.Context, number: Annotated[str, typer.Argument(help="The number.")]) -> None:
+    """Remove a company number."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        removed = admin.remove_number(settings.data_dir, number)
+    if not removed:
+        _fail(f"no number {number}", 1)
+    console.print(f"removed number {number}")
+
+
+def _when(t: float | None) -> str:
+    return "" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@calls_app.command("list")
+def calls_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Newest N calls.")] = 50,
+) -> None:
+    """List the newest calls (CDRs), newest first. Times are UTC."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        rows = admin.list_calls(settings.data_dir, limit)
+    table = Table(title=f"calls in {settings.database_path}")
+    for col in ("started (UTC)", "direction", "from", "to", "disposition", "duration s", "billsec", "cause"):
+        table.add_column(col, justify="right" if col in {"duration s", "billsec"} else "left")
+    for c in rows:
+        table.add_row(
+            _when(c.started_at),
+            c.direction,
+            c.from_number,
+            c.to_number,
+            c.disposition,
+            f"{c.duration_s:.0f}",
+            f"{c.billsec:.0f}",
+            c.hangup_cause or "",
+        )
+    console.print(table)
 
 
 @app.command()

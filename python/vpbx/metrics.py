@@ -27,7 +27,7 @@ rtpengine_packetloss_total / ...   vpbx_packet_loss_ratio_total / ..._samples_to
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -37,7 +37,20 @@ from prometheus_client.registry import Collector
 from vpbx.media.engine import EngineStats
 from vpbx.ng.backend import LegStats
 
-__all__ = ["NG_COMMAND_LABELS", "EngineCollector", "Metrics", "NodeFigures"]
+if TYPE_CHECKING:
+    from vpbx.pbx.registrar import RegistrarStats
+    from vpbx.security.guard import GuardStats
+    from vpbx.store.writer import WriterStats
+
+__all__ = [
+    "NG_COMMAND_LABELS",
+    "REGISTER_RESULTS",
+    "EngineCollector",
+    "Metrics",
+    "NodeFigures",
+    "SipCollector",
+    "SipFigures",
+]
 
 #: ``command`` label values besides the NG command names: no known command in the request.
 NG_COMMAND_LABELS = ("invalid",)
@@ -56,6 +69,38 @@ class NodeFigures(Protocol):
     def transcoded_streams(self) -> int: ...
 
     def ng_calls(self) -> int: ...
+
+
+class SipFigures(Protocol):
+    """What :class:`SipCollector` reads at scrape time (``vpbx serve``)."""
+
+    def registrar_stats(self) -> RegistrarStats: ...
+
+    def guard_stats(self) -> GuardStats | None: ...
+
+    def writer_stats(self) -> tuple[WriterStats, int] | None:
+        """The registration writer's counters and its queue length (None: no database)."""
+        ...
+
+    def registrations(self) -> int: ...
+
+    def accounts(self) -> int: ...
+
+    def sip_requests(self) -> Mapping[str, int]:
+        """SIP requests received, by method (a bounded set: known methods and "other")."""
+        ...
+
+
+#: ``result`` label values of ``vpbx_sip_register_results_total`` -> RegistrarStats field.
+REGISTER_RESULTS: dict[str, str] = {
+    "accepted": "accepted",
+    "challenged": "challenges",
+    "forbidden": "forbidden",
+    "interval_too_brief": "too_brief",
+    "out_of_order": "out_of_order",
+    "bad_request": "bad_requests",
+    "dropped": "dropped",
+}
 
 
 class Metrics:
@@ -161,6 +206,10 @@ class Metrics:
             self.loss_sum.inc(loss)
             self.loss_samples.inc()
 
+    def add_sip(self, figures: SipFigures) -> None:
+        """Expose the SIP service's figures (read at each scrape)."""
+        self.registry.register(SipCollector(figures))
+
     def add_engine(self, figures: NodeFigures) -> None:
         """Expose the engine's figures (read at each scrape)."""
         self.registry.register(EngineCollector(figures))
@@ -247,3 +296,76 @@ class EngineCollector(Collector):
             relayed.add_metric([str(n)], w["packets_relayed"])
         yield cpu
         yield relayed
+
+
+class SipCollector(Collector):
+    """Registrar, guard and registration-store figures, read from the service at scrape time."""
+
+    def __init__(self, figures: SipFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures
+        reg = f.registrar_stats()
+        yield GaugeMetricFamily(
+            "vpbx_registrations",
+            "Contacts registered (bindings in the location service).",
+            value=f.registrations(),
+        )
+        yield GaugeMetricFamily("vpbx_sip_accounts", "SIP accounts that may register.", value=f.accounts())
+        results = CounterMetricFamily(
+            "vpbx_sip_register_results", "REGISTER requests answered, by result.", labels=["result"]
+        )
+        for label, name in REGISTER_RESULTS.items():
+            results.add_metric([label], getattr(reg, name))
+        yield results
+        yield CounterMetricFamily(
+            "vpbx_sip_auth_failures",
+            "Digest authentications that failed (wrong password or unknown user).",
+            value=reg.auth_failures,
+        )
+        requests = CounterMetricFamily(
+            "vpbx_sip_requests", "SIP requests received, by method.", labels=["method"]
+        )
+        for method, n in sorted(f.sip_requests().items()):
+            requests.add_metric([method], n)
+        yield requests
+        guard = f.guard_stats()
+        if guard is not None:
+            yield CounterMetricFamily(
+                "vpbx_sip_bans", "Temporary bans of source addresses.", value=guard.bans_total
+            )
+            yield GaugeMetricFamily(
+                "vpbx_sip_bans_active", "Source addresses banned now.", value=guard.bans_active
+            )
+            yield CounterMetricFamily(
+                "vpbx_sip_requests_limited",
+                "Requests dropped by the per-source rate limit.",
+                value=guard.requests_limited_total,
+            )
+            yield CounterMetricFamily(
+                "vpbx_sip_requests_banned",
+                "Requests dropped because their source is banned.",
+                value=guard.requests_banned_total,
+            )
+        writer = f.writer_stats()
+        if writer is not None:
+            stats, pending = writer
+            yield CounterMetricFamily(
+                "vpbx_registration_writes",
+                "Registration changes written to the database.",
+                value=stats.written,
+            )
+            yield CounterMetricFamily(
+                "vpbx_registration_write_failures",
+                "Registration write transactions that failed (retried).",
+                value=stats.failures,
+            )
+            yield GaugeMetricFamily(
+                "vpbx_registration_writes_pending",
+                "Registration changes waiting to be written.",
+                value=pending,
+            )

@@ -37,6 +37,7 @@ __all__ = [
     "ENV_PREFIX",
     "SYNONYMS",
     "MediaNodeSettings",
+    "ServeSettings",
     "Settings",
     "SettingsError",
     "load_settings",
@@ -52,8 +53,9 @@ class SettingsError(ValueError):
     """The configuration cannot be used; the message says which key or file and why."""
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` with a numeric IPv4 host or a bracketed IPv6 one (``[::1]:2223``)."""
+def parse_host_port(text: str, *, any_port: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` with a numeric IPv4 host or a bracketed IPv6 one (``[::1]:2223``).
+    ``any_port``: port 0 (the system picks a free one, for tests) is accepted too."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"{text!r} is not HOST:PORT")
@@ -64,7 +66,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
     except ValueError:
         raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
     number = int(port)
-    if not 0 < number < 65536:
+    if not (0 if any_port else 1) <= number < 65536:
         raise ValueError(f"{text!r}: port {number} is not in 1..65535")
     return host, number
 
@@ -195,6 +197,93 @@ class MediaNodeSettings(BaseModel):
         return parse_host_port(self.listen_http)
 
 
+class ServeSettings(BaseModel):
+    """``[serve]``: the PBX itself (``vpbx serve``) and the admin commands that share its
+    database (``vpbx user add`` ...). Environment: ``VPBX_SERVE__SIP_LISTEN=0.0.0.0:5070``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder of the embedded database (DATA_DIR/vpbx.db); created when missing.",
+    )
+    sip_listen: str = Field(default="0.0.0.0:5060", description="SIP over UDP and TCP, HOST:PORT.")
+    http_listen: str = Field(default="127.0.0.1:8080", description="/metrics and /health, HOST:PORT.")
+    realm: str = Field(
+        default="vpbx",
+        min_length=1,
+        description="Digest realm (the SIP domain); passwords are stored as HA1s of this realm.",
+    )
+    md5_only: bool = Field(
+        default=False, description="Offer only MD5 digest (old phones, SIPp); otherwise SHA-256 and MD5."
+    )
+    trusted: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CIDRs never rate-limited or banned."
+    )
+    min_expires: int = Field(default=60, ge=1, description="Shortest registration accepted (423 below).")
+    max_expires: int = Field(default=3600, ge=1, description="Longest registration granted.")
+    default_expires: int = Field(default=3600, ge=1, description="Registration time when none is asked.")
+    reload_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the server looks for changes made by the CLI (accounts).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("trusted", mode="before")
+    @classmethod
+    def _split_trusted(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [p for p in text.replace(",", " ").split() if p]
+        return v
+
+    @field_validator("trusted")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for text in v:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a CIDR") from None
+        return v
+
+    @field_validator("sip_listen", "http_listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_host_port(v, any_port=True)
+        return v.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _expires_order(self) -> ServeSettings:
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError(
+                f"need min_expires ({self.min_expires}) <= default_expires ({self.default_expires}) "
+                f"<= max_expires ({self.max_expires})"
+            )
+        return self
+
+    @property
+    def sip_address(self) -> tuple[str, int]:
+        return parse_host_port(self.sip_listen, any_port=True)
+
+    @property
+    def http_address(self) -> tuple[str, int]:
+        return parse_host_port(self.http_listen, any_port=True)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "vpbx.db"
+
+
 class Settings(BaseSettings):
     """All of vpbx's configuration, one table per service."""
 
@@ -204,6 +293,7 @@ class Settings(BaseSettings):
 
     # no aliases here: an alias would drop the VPBX_ prefix from the environment variables
     media_node: MediaNodeSettings = MediaNodeSettings()
+    serve: ServeSettings = ServeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -21,6 +21,7 @@ from vpbx.security import AccountAllowlists, GuardConfig, SourceGuard
 from vpbx.sip import Deliver, DigestAuthenticator, Request, Response, build_response, compute_ha1s, new_tag
 from vpbx.sip.transaction_actions import Action, Overload
 from vpbx.sip.transaction_match import TransactionKey
+from vpbx.store.errors import StoreError
 
 ALLOW: Final = ("REGISTER", "OPTIONS")
 # Methods of RFC 3261 and its extensions we know but do not serve yet: 405 with Allow.
@@ -29,6 +30,7 @@ KNOWN_METHODS: Final = frozenset(
     | {"UPDATE", "REFER", "PUBLISH"}
 )
 SERVER: Final = "vpbx"
+RETRY_AFTER_S: Final = 5
 
 
 class Responder(Protocol):
@@ -39,6 +41,7 @@ class Responder(Protocol):
 class ServiceStats:
     requests: dict[str, int] = field(default_factory=dict)  # by method (bounded: known + "other")
     overloaded: int = 0
+    store_refused: int = 0  # REGISTERs answered 503 because the location store refused
 
 
 class SipService:
@@ -68,7 +71,12 @@ class SipService:
         self.stats.requests[counted] = self.stats.requests.get(counted, 0) + 1
         response: Response | None
         if method == "REGISTER":
-            response = self.registrar.handle(request, source, self.wall(), transport)
+            try:
+                response = self.registrar.handle(request, source, self.wall(), transport)
+            except StoreError:  # the location store's queue is full: the disk is gone
+                self.stats.store_refused += 1
+                response = build_response(request, 503, to_tag=new_tag())
+                response.headers.add("Retry-After", str(RETRY_AFTER_S))  # §21.5.4
         elif method == "OPTIONS":
             response = options_response(request)
         elif method == "CANCEL":

@@ -4,18 +4,16 @@ the server keeps serving, and TCP answers OPTIONS and CRLF keep-alives."""
 
 from __future__ import annotations
 
-import os
 import re
-import select
 import shutil
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from vpbx_server import VpbxServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = Path(__file__).parent / "sipp" / "register_auth.xml"
@@ -34,31 +32,21 @@ def sipp_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, int]]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    data_dir = tmp_path_factory.mktemp("vpbx-data")
     # SIPp 3.6 answers only the first challenge and knows only MD5: offer MD5 alone.
-    cmd = [sys.executable, "-m", "vpbx", "serve", "--sip-listen", "127.0.0.1:0"]
-    cmd += ["--user", f"{USER}:{PASSWORD}", "--user", "1002:other", "--realm", REALM, "--md5-only"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    args = ["serve", "--data-dir", str(data_dir), "--sip-listen", "127.0.0.1:0"]
+    args += ["--http-listen", "127.0.0.1:0"]
+    args += ["--user", f"{USER}:{PASSWORD}", "--user", "1002:other", "--realm", REALM, "--md5-only"]
+    proc = VpbxServer(args, timeout=TIMEOUT)
     try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], TIMEOUT)
-        line = proc.stdout.readline().decode() if ready else ""
-        m = re.search(r"listening on udp\+tcp ([\d.]+):(\d+)", line)
-        if m is None:
-            proc.kill()
-            out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
-            pytest.fail(f"vpbx serve did not start: {line!r} {out[-2000:]}")
-        yield m.group(1), int(m.group(2))
-    finally:
-        proc.terminate()
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+            proc.start()
+        except RuntimeError as e:
+            pytest.fail(str(e))
+        yield proc.sip
+    finally:
+        proc.stop()
 
 
 def free_port() -> int:

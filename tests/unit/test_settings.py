@@ -111,3 +111,27 @@ def test_host_port() -> None:
 def test_the_example_file_in_deploy_is_valid_and_shows_the_defaults() -> None:
     example = Path(__file__).parents[2] / "deploy" / "media-node.toml.example"
     assert load_settings(example).media_node == MediaNodeSettings()
+
+
+def test_serve_table_file_env_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "vpbx.toml"
+    cfg.write_text(
+        '[serve]\nrealm = "pbx.example"\nsip-listen = "127.0.0.1:5070"\ntrusted = ["10.0.0.0/8"]\n'
+    )
+    monkeypatch.setenv("VPBX_SERVE__HTTP_LISTEN", "127.0.0.1:9090")
+    monkeypatch.setenv("VPBX_SERVE__SIP_LISTEN", "127.0.0.1:5080")
+    s = load_settings(cfg, serve={"data_dir": tmp_path / "d"}).serve
+    assert (s.realm, s.sip_address, s.http_address) == (
+        "pbx.example",
+        ("127.0.0.1", 5080),
+        ("127.0.0.1", 9090),
+    )
+    assert s.trusted == ["10.0.0.0/8"] and s.database_path == tmp_path / "d" / "vpbx.db"
+    assert load_settings(cfg, serve={"sip_listen": "127.0.0.1:0"}).serve.sip_address == ("127.0.0.1", 0)
+
+
+def test_serve_table_refuses_bad_values() -> None:
+    with pytest.raises(SettingsError, match="CIDR"):
+        load_settings(serve={"trusted": ["10.0.0.0/33"]})
+    with pytest.raises(SettingsError, match="min_expires"):
+        load_settings(serve={"min_expires": 600, "default_expires": 300})

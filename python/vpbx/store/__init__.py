@@ -16,7 +16,7 @@ never waits on the disk.
 
 from . import cdrs, numbers, registrations, runs, tokens, users
 from .cdrs import Cdr, CdrFilter
-from .db import Database, alembic_config, head_revision, sqlite_url
+from .db import Database, alembic_config, data_dir_url, head_revision, sqlite_url
 from .errors import BacklogFullError, ConflictError, StoreError
 from .numbers import Number
 from .registrations import Binding
@@ -42,6 +42,7 @@ __all__ = [
     "WriterStats",
     "alembic_config",
     "cdrs",
+    "data_dir_url",
     "head_revision",
     "numbers",
     "registrations",

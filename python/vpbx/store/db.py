@@ -35,6 +35,22 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite+aiosqlite:///{Path(path)}"
 
 
+DATABASE_FILE: Final = "vpbx.db"
+
+
+def data_dir_url(data_dir: str | Path) -> str:
+    """The SQLite URL of DATA_DIR/vpbx.db, creating DATA_DIR when it is missing.
+    Raises StoreError when DATA_DIR (or a parent) is a file or cannot be created."""
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"data directory {path} is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create data directory {path}: {exc.strerror or exc}") from None
+    return sqlite_url(path / DATABASE_FILE)
+
+
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config pointing at this package's migrations; no alembic.ini involved."""
     cfg = Config()

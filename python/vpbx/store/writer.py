@@ -151,6 +151,14 @@ class RegistrationWriter:
     def aors(self) -> list[str]:
         return list(self._view)
 
+    def count(self) -> int:
+        """Bindings in the view (expired ones not yet purged included)."""
+        return sum(map(len, self._view.values()))
+
+    def expired(self, now: float) -> list[Binding]:
+        """The bindings `purge(now)` would drop (to report them before they go)."""
+        return [b for aor in self._view.values() for b in aor.values() if b.expires_at <= now]
+
     def purge(self, now: float) -> int:
         """Forget expired bindings now; their rows go with the next transaction."""
         dropped = 0
