@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox
+SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox kamailio sip-tester
 FUZZ_SECONDS ?= 15
 FUZZ_DIR := rust/media-core/fuzz
 export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
