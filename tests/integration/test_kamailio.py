@@ -21,6 +21,7 @@ Kamailio and SIPp come from Debian (``make system-deps`` installs ``kamailio`` a
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -50,7 +51,8 @@ CALL_TIMEOUT = 60.0
 
 
 def _require(tool: str) -> str:
-    path = shutil.which(tool)
+    # Debian installs kamailio in /usr/sbin, which a non-root PATH often lacks.
+    path = shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if path is None:
         pytest.fail(
             f"{tool} not found on PATH: `make system-deps` installs it (Debian packages "
