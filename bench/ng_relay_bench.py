@@ -5,8 +5,9 @@ For each node and each N: start the node fresh on 127.0.0.1, set up N calls thro
 offer/answer, stream 20 ms PCMU (172-byte packets) both ways at 50 packets/s per direction
 per call, and measure loss and the node's CPU time per relayed packet (utime+stime of the
 node process from /proc/PID/stat over the measurement window, divided by the packets that
-came back to the generator in that window). Prints a table with the ratio and writes JSON to
-bench/results/ng_relay.json.
+came back to the generator in that window). "sent/target" below 100% means the generator
+(sharing the machine's cores with the node) could not keep real-time pace at that N.
+Prints a table with the ratio and writes JSON to bench/results/ng_relay.json.
 
     .venv/bin/python bench/ng_relay_bench.py                    # N = 100, 500, 1000, 2000
     .venv/bin/python bench/ng_relay_bench.py --calls 100 --seconds 5 --nodes vpbx
@@ -122,7 +123,7 @@ def table(rows: list[dict[str, Any]], kinds: list[str]) -> str:
     by = {(r["label"], r["calls"]): r for r in rows}
     head = ["calls", "pps target"]
     for k in kinds:
-        head += [f"{k} us/pkt", f"{k} loss%", f"{k} cpu%", f"{k} KiB/call"]
+        head += [f"{k} us/pkt", f"{k} loss%", f"{k} cpu%", f"{k} KiB/call", f"{k} sent/target"]
     if len(kinds) == 2:
         head.append(f"ratio {kinds[0]}/{kinds[1]}")
     head.append("gen cpu% (max)")
@@ -136,6 +137,7 @@ def table(rows: list[dict[str, Any]], kinds: list[str]) -> str:
                 _fmt(r.get("loss_pct"), ".4f"),
                 _fmt(r.get("node_cpu_pct"), ".1f"),
                 _fmt(r.get("node_rss_kib_per_call"), ".1f"),
+                _fmt(r["sent_pps"] / r["target_pps"] if r else None, ".0%"),
             ]
         if len(kinds) == 2:
             a, b = by.get((kinds[0], n), {}), by.get((kinds[1], n), {})

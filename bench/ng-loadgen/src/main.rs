@@ -146,7 +146,7 @@ fn main() {
             "\"target_pps\":{},\"sent_pps\":{:.0},\"relayed_pps\":{:.0},",
             "\"sent\":{},\"received\":{},\"loss_pct\":{:.5},\"other_datagrams\":{},",
             "\"node_cpu_s\":{:.3},\"node_cpu_pct\":{:.1},\"node_us_per_packet\":{:.3},",
-            "\"gen_cpu_pct\":{:.1},\"late_ticks\":{},\"node_rss_kib_per_call\":{:.1},",
+            "\"gen_cpu_pct\":{:.1},\"late_ticks\":{},\"send_failed\":{},\"node_rss_kib_per_call\":{:.1},",
             "\"delete_errors\":{}}}"
         ),
         label,
@@ -165,6 +165,7 @@ fn main() {
         if relayed_window > 0 { node_cpu * 1e6 / relayed_window as f64 } else { f64::NAN },
         100.0 * (gen1 - gen0) / window,
         c.late_ticks.load(Relaxed),
+        c.send_failed.load(Relaxed),
         (rss_during - rss_before) / calls as f64,
         delete_errors,
     );

@@ -19,6 +19,8 @@ pub struct Counters {
     /// Datagrams that are not our RTP or arrived on the wrong side (e.g. RTCP from the node).
     pub other: AtomicU64,
     pub late_ticks: AtomicU64,
+    /// Packets sendmmsg refused (EAGAIN: our socket buffer full); not counted as sent.
+    pub send_failed: AtomicU64,
 }
 
 /// One call's media: which socket each side sends from and where it sends to.
@@ -132,6 +134,7 @@ pub fn sender(
                         done += n as usize;
                     }
                     c.sent[dir].fetch_add(done as u64, Relaxed);
+                    c.send_failed.fetch_add((hdrs.len() - done) as u64, Relaxed);
                 }
             }
         }
