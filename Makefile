@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox sip-tester
+SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox kamailio sip-tester
 FUZZ_SECONDS ?= 15
 FUZZ_DIR := rust/media-core/fuzz
 export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
@@ -64,7 +64,7 @@ pytest: build
 bench: build
 	$(BIN)/pip install -q pesq
 	cargo bench --manifest-path bench/rust/Cargo.toml -- --warm-up-time 1 --measurement-time 3
-	$(BIN)/python bench/codecs.py
+	$(BIN)/python bench/binding_speed.py
 	$(BIN)/python bench/call_quality.py
 
 clean:

@@ -128,7 +128,7 @@ def main() -> None:
     for r in rows:
         cells = (cell(r["python_ns"]), cell(r["rust_ns"]), cell(r["overhead_ns"]), cell(r["overhead_pct"]))
         print(f"{r['op']:28} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>7}")
-    out = ROOT / "results" / "codecs.json"
+    out = ROOT / "results" / "binding_speed.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"title": title, "rows": rows}, indent=2))
     print(f"wrote {out}")
