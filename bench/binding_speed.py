@@ -3,7 +3,7 @@ operation measured in Rust by criterion (bench/rust), and the binding's
 overhead. Run `make bench` (or `cargo bench --manifest-path bench/rust/Cargo.toml`
 first, then this script) on an idle machine.
 
-Prints a table and writes bench/results/codecs.json.
+Prints a table and writes bench/results/binding_speed.json.
 """
 
 from __future__ import annotations
