@@ -2,9 +2,9 @@
 use audiopus_sys as ffi;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use media_core::codec::{self, Params};
+use media_core::jitter::{JitterBuffer, JitterConfig};
 use media_core::mixer::Mixer;
 use media_core::resample::Resampler;
-use media_core::jitter::{JitterBuffer, JitterConfig};
 use media_core::rtp::{RtpPacket, RtpView};
 use std::hint::black_box;
 
@@ -22,7 +22,12 @@ fn codecs(c: &mut Criterion) {
         ("PCMA", 8000, 8000, vec![]),
         ("G722", 8000, 16000, vec![]),
         ("opus", 48000, 48000, vec![("complexity", 5)]),
-        ("opus", 48000, 16000, vec![("sample_rate", 16000), ("complexity", 5)]),
+        (
+            "opus",
+            48000,
+            16000,
+            vec![("sample_rate", 16000), ("complexity", 5)],
+        ),
     ] {
         let mut p = Params::new();
         for (k, v) in &params {
@@ -36,8 +41,14 @@ fn codecs(c: &mut Criterion) {
         let frame = sine(pcm_rate, pcm_rate as usize / 50);
         let mut enc = codec::encoder(name, clock, 1, &p).unwrap();
         let mut dec = codec::decoder(name, clock, 1, &dp).unwrap();
+        // Decode a steady-state packet (the 50th frame of the tone), the same one
+        // bench/binding_speed.py decodes, so the two measurements compare.
         let mut payload = Vec::with_capacity(4000);
-        enc.encode(&frame, &mut payload).unwrap();
+        for _ in 0..50 {
+            payload.clear();
+            enc.encode(&frame, &mut payload).unwrap();
+        }
+        let packet = payload.clone();
         let mut out = Vec::with_capacity(frame.len() * 2);
         g.bench_function(format!("{label}/encode"), |b| {
             b.iter(|| {
@@ -48,7 +59,7 @@ fn codecs(c: &mut Criterion) {
         g.bench_function(format!("{label}/decode"), |b| {
             b.iter(|| {
                 out.clear();
-                dec.decode(black_box(&payload), &mut out).unwrap();
+                dec.decode(black_box(&packet), &mut out).unwrap();
             })
         });
         g.bench_function(format!("{label}/encode+decode"), |b| {
@@ -79,12 +90,24 @@ fn raw_opus(c: &mut Criterion) {
             let dec = ffi::opus_decoder_create(rate, 1, &mut err);
             let mut buf = vec![0u8; 4000];
             let mut pcm = vec![0i16; 5760];
-            let n = ffi::opus_encode(enc, frame.as_ptr(), frame.len() as i32, buf.as_mut_ptr(), 4000);
+            let mut n = 0;
+            for _ in 0..50 {
+                n = ffi::opus_encode(enc, frame.as_ptr(), frame.len() as i32, buf.as_mut_ptr(), 4000);
+            }
+            let packet = buf[..n as usize].to_vec();
             g.bench_function(format!("opus@{rate}/raw-libopus-encode"), |b| {
-                b.iter(|| ffi::opus_encode(enc, black_box(frame.as_ptr()), frame.len() as i32, buf.as_mut_ptr(), 4000))
+                b.iter(|| {
+                    ffi::opus_encode(
+                        enc,
+                        black_box(frame.as_ptr()),
+                        frame.len() as i32,
+                        buf.as_mut_ptr(),
+                        4000,
+                    )
+                })
             });
             g.bench_function(format!("opus@{rate}/raw-libopus-decode"), |b| {
-                b.iter(|| ffi::opus_decode(dec, black_box(buf.as_ptr()), n, pcm.as_mut_ptr(), 5760, 0))
+                b.iter(|| ffi::opus_decode(dec, black_box(packet.as_ptr()), n, pcm.as_mut_ptr(), 5760, 0))
             });
             ffi::opus_encoder_destroy(enc);
             ffi::opus_decoder_destroy(dec);
@@ -111,7 +134,9 @@ fn dsp(c: &mut Criterion) {
         let frames: Vec<Vec<i16>> = (0..n).map(|_| sine(8000, 160)).collect();
         let inputs: Vec<Option<&[i16]>> = frames.iter().map(|f| Some(f.as_slice())).collect();
         let mut outs = vec![Vec::new(); n];
-        g.bench_function(format!("mix {n} parties"), |b| b.iter(|| m.mix(black_box(&inputs), &mut outs).unwrap()));
+        g.bench_function(format!("mix {n} parties"), |b| {
+            b.iter(|| m.mix(black_box(&inputs), &mut outs).unwrap())
+        });
     }
     let pkt = {
         let mut v = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
@@ -152,7 +177,9 @@ fn dsp(c: &mut Criterion) {
             i = i.wrapping_add(1);
         })
     });
-    g.bench_function("rtp parse", |b| b.iter(|| RtpView::parse(black_box(&pkt)).unwrap().payload().len()));
+    g.bench_function("rtp parse", |b| {
+        b.iter(|| RtpView::parse(black_box(&pkt)).unwrap().payload().len())
+    });
     g.finish();
 }
 
