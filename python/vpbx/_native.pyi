@@ -7,7 +7,7 @@ from typing import Self, TypeAlias, final
 import numpy as np
 import numpy.typing as npt
 
-from vpbx.media.engine import Address, EngineEvent, EngineStats, LegInfo, SessionStats
+from vpbx.media.engine import Address, EngineEvent, EngineStats, LegInfo, RecordingInfo, SessionStats
 
 __version__: str
 __all__ = [
@@ -274,6 +274,27 @@ class Engine:
     def delete_session(self, session: int) -> SessionStats:
         """Deletes the session; its ports are free on return. Returns its final
         stats (same keys as :meth:`session_stats`)."""
+    def start_recording(
+        self, session: int, path: str | os.PathLike[str], *, stereo: bool = True, legs: list[int] | None = None
+    ) -> None:
+        """Starts recording the session into the WAV file at ``path`` (created
+        or truncated; 16-bit PCM at the legs' decoded rate, 8 kHz for G.711):
+        ``stereo`` puts the first leg left and the second right, else they are
+        summed. ``legs``: one or two leg ids (one leg alone, e.g. voicemail,
+        is always mono); default the session's first two legs. The file runs
+        in real time (loss and silence become silence or concealment) and is
+        playable even if the process dies. On a paused recording it resumes
+        (the other arguments are then ignored); on a running one it does
+        nothing. :class:`MediaError` if the file cannot be created or a leg
+        has no codec."""
+    def pause_recording(self, session: int) -> None:
+        """Pauses the session's recording: the paused span is left out of the
+        file; :meth:`start_recording` resumes."""
+    def stop_recording(self, session: int) -> RecordingInfo:
+        """Ends the recording and finalizes the file (``delete_session`` does
+        too): ``path, duration_s, frames, gaps_filled, sample_rate,
+        channels``. A disk error while recording ends it early with a
+        ``recording_failed`` event."""
     def session_stats(self, session: int) -> SessionStats:
         """``{"session", "call_id", "age_s", "legs": [...]}``; each leg has
         ``leg, label, interface, local_rtp, local_rtcp, remote_rtp, peer,
@@ -285,7 +306,7 @@ class Engine:
     def engine_stats(self) -> EngineStats:
         """``sessions, legs, ports_used, ports_free, packets_relayed,
         bytes_relayed, rtcp_relayed, dropped, receive_errors,
-        sessions_refused, events_lost``, ``workers`` (each ``sessions, legs,
+        sessions_refused, events_lost, recordings_active, recordings_failed``, ``workers`` (each ``sessions, legs,
         packets_relayed, cpu_time_s``) and ``interfaces`` (each ``name, local,
         advertised, ports_total, ports_used, ports_free, ports_busy_skipped``)."""
     def event_fd(self) -> int:
@@ -296,7 +317,8 @@ class Engine:
         """Takes every queued event; never blocks. Each is a dict with
         ``type``, ``session`` and ``leg``, plus: ``media_timeout``:
         ``silent_for_s``; ``latched``: ``peer`` (host, port), ``rtcp`` (bool);
-        ``media_resumed``: nothing more; ``events_lost`` (``session`` and
+        ``media_resumed``: nothing more; ``recording_failed`` (``leg`` is
+        ``None``): ``reason``; ``events_lost`` (``session`` and
         ``leg`` are ``None``): ``count``."""
     def close(self) -> None:
         """Stops the workers and frees every port (idempotent); later calls raise

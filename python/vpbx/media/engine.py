@@ -129,6 +129,10 @@ class EngineStats(TypedDict):
     sessions_refused: int
     """Sessions refused by admission control (``max_sessions``)."""
     events_lost: int
+    recordings_active: int
+    """Recordings in progress (paused ones included)."""
+    recordings_failed: int
+    """Recordings ended by an error (disk full, write failure)."""
     workers: list[WorkerStats]
     interfaces: list[InterfaceStats]
 
@@ -172,12 +176,38 @@ class EventsLostEvent(TypedDict):
     count: int
 
 
+class RecordingFailedEvent(TypedDict):
+    """The session's recording ended on an error (e.g. disk full); the WAV
+    holds what was written before it, and media keeps flowing."""
+
+    type: Literal["recording_failed"]
+    session: int
+    leg: None
+    reason: str
+
+
+class RecordingInfo(TypedDict):
+    """What ``stop_recording`` reports about the finished WAV file."""
+
+    path: str
+    duration_s: float
+    """Audio written (paused spans are left out)."""
+    frames: int
+    """Sample frames (samples per channel)."""
+    gaps_filled: int
+    """Packets lost or too late, concealed in the recording."""
+    sample_rate: int
+    channels: int
+
+
 def dropped_total(dropped: DropCounts) -> int:
     """All datagrams dropped, whatever the reason."""
     return sum(cast("Mapping[str, int]", dropped).values())
 
 
-EngineEvent: TypeAlias = MediaTimeoutEvent | LatchedEvent | MediaResumedEvent | EventsLostEvent
+EngineEvent: TypeAlias = (
+    MediaTimeoutEvent | LatchedEvent | MediaResumedEvent | RecordingFailedEvent | EventsLostEvent
+)
 """One item of ``Engine.poll_events()``; narrow it on ``event["type"]``."""
 
 __all__ = [
@@ -192,6 +222,8 @@ __all__ = [
     "LegStats",
     "MediaResumedEvent",
     "MediaTimeoutEvent",
+    "RecordingFailedEvent",
+    "RecordingInfo",
     "SessionStats",
     "WorkerStats",
     "dropped_total",

@@ -11,7 +11,7 @@ use crate::ports::PortPool;
 use crate::stats::{EngineStats, InterfaceStats, SessionStats, WorkerCounters, WorkerStats};
 use crate::sys::thread_cpu_time;
 use crate::types::{LegId, SessionId};
-use crate::worker::{Command, NewLeg, Worker, WorkerConfig, WAKER};
+use crate::worker::{Command, NewLeg, RecordingInfo, RecordingSpec, Worker, WorkerConfig, WAKER};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -280,6 +280,29 @@ impl Engine {
         let r = self.call(w, |reply| Command::Delete { session, reply });
         self.admitted.fetch_sub(1, Relaxed);
         r
+    }
+
+    /// Starts recording the session into a WAV file (see [`RecordingSpec`]),
+    /// or resumes a paused recording. Fails if the file cannot be created
+    /// or a recorded leg has no codec to decode.
+    pub fn start_recording(&self, session: SessionId, spec: RecordingSpec) -> Result<()> {
+        let w = self.worker_of(session)?;
+        let spec = Box::new(spec);
+        self.call(w, |reply| Command::StartRecording { session, spec, reply })
+    }
+
+    /// Pauses the session's recording: the paused span is left out of the
+    /// file. `start_recording` resumes.
+    pub fn pause_recording(&self, session: SessionId) -> Result<()> {
+        let w = self.worker_of(session)?;
+        self.call(w, |reply| Command::PauseRecording { session, reply })
+    }
+
+    /// Ends the session's recording and finalizes the file.
+    /// (`delete_session` stops a recording too.)
+    pub fn stop_recording(&self, session: SessionId) -> Result<RecordingInfo> {
+        let w = self.worker_of(session)?;
+        self.call(w, |reply| Command::StopRecording { session, reply })
     }
 
     pub fn session_stats(&self, session: SessionId) -> Result<SessionStats> {

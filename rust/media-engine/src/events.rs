@@ -32,6 +32,9 @@ pub enum Event {
     },
     /// Media arrived again on a leg that had timed out.
     MediaResumed { session: SessionId, leg: LegId },
+    /// A recording ended on an error (e.g. the disk is full): the WAV
+    /// holds what was written before it; media keeps flowing.
+    RecordingFailed { session: SessionId, reason: String },
     /// The queue was full: `count` events were dropped (first in the
     /// batch that follows the loss).
     EventsLost { count: u64 },

@@ -42,4 +42,4 @@ pub use events::Event;
 pub use ports::{PoolStats, PortPool};
 pub use stats::{DropCounts, DropKind, EngineStats, InterfaceStats, LegStats, SessionStats, WorkerStats};
 pub use types::{LegId, SessionId};
-pub use worker::MAX_LEGS_PER_SESSION;
+pub use worker::{RecordingInfo, RecordingLayout, RecordingSpec, MAX_LEGS_PER_SESSION};

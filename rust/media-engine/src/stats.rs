@@ -167,6 +167,10 @@ pub struct EngineStats {
     /// Sessions refused by admission control.
     pub sessions_refused: u64,
     pub events_lost: u64,
+    /// Recordings in progress (paused ones included).
+    pub recordings_active: usize,
+    /// Recordings ended by an error (disk full, write failure).
+    pub recordings_failed: u64,
     pub workers: Vec<WorkerStats>,
     pub interfaces: Vec<InterfaceStats>,
 }
@@ -180,6 +184,8 @@ pub(crate) struct WorkerCounters {
     pub relayed_bytes: AtomicU64,
     pub rtcp_relayed: AtomicU64,
     pub receive_errors: AtomicU64,
+    pub recordings: AtomicUsize,
+    pub recordings_failed: AtomicU64,
     drops: [AtomicU64; DropKind::ALL.len()],
 }
 
@@ -192,6 +198,8 @@ impl WorkerCounters {
         s.bytes_relayed += self.relayed_bytes.load(Relaxed);
         s.rtcp_relayed += self.rtcp_relayed.load(Relaxed);
         s.receive_errors += self.receive_errors.load(Relaxed);
+        s.recordings_active += self.recordings.load(Relaxed);
+        s.recordings_failed += self.recordings_failed.load(Relaxed);
         for k in DropKind::ALL {
             s.dropped.add(k, self.drops[k as usize].load(Relaxed));
         }

@@ -197,6 +197,8 @@ fn engine_stats_dict<'py>(
     d.set_item("receive_errors", s.receive_errors)?;
     d.set_item("sessions_refused", s.sessions_refused)?;
     d.set_item("events_lost", s.events_lost)?;
+    d.set_item("recordings_active", s.recordings_active)?;
+    d.set_item("recordings_failed", s.recordings_failed)?;
     let workers = PyList::empty(py);
     for w in &s.workers {
         let wd = PyDict::new(py);
@@ -253,6 +255,12 @@ fn event_dict<'py>(py: Python<'py>, ev: &me::Event) -> PyResult<Bound<'py, PyDic
             d.set_item("type", "media_resumed")?;
             d.set_item("session", session.0)?;
             d.set_item("leg", leg.0)?;
+        }
+        me::Event::RecordingFailed { session, reason } => {
+            d.set_item("type", "recording_failed")?;
+            d.set_item("session", session.0)?;
+            d.set_item("leg", py.None())?;
+            d.set_item("reason", reason)?;
         }
         me::Event::EventsLost { count } => {
             d.set_item("type", "events_lost")?;
@@ -480,6 +488,62 @@ impl Engine {
         let e = self.engine()?;
         let s = py.detach(|| e.delete_session(sid)).map_err(err)?;
         session_stats_dict(py, &s)
+    }
+
+    /// Starts recording the session into the WAV file at `path` (stereo:
+    /// first leg left, second right; mono: summed), or resumes a paused
+    /// recording. `legs`: one or two leg ids (one = that leg alone, mono);
+    /// default the session's first two legs.
+    #[pyo3(signature = (session, path, *, stereo = true, legs = None))]
+    fn start_recording(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        path: std::path::PathBuf,
+        stereo: bool,
+        legs: Option<Vec<i64>>,
+    ) -> PyResult<()> {
+        let sid = session_id(session)?;
+        let legs = legs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| leg_id(session, l))
+            .collect::<PyResult<Vec<_>>>()?;
+        let spec = me::RecordingSpec {
+            path,
+            layout: if stereo {
+                me::RecordingLayout::Stereo
+            } else {
+                me::RecordingLayout::Mono
+            },
+            legs,
+        };
+        let e = self.engine()?;
+        py.detach(|| e.start_recording(sid, spec)).map_err(err)
+    }
+
+    /// Pauses the session's recording (the paused span is left out of the
+    /// file); `start_recording` resumes it.
+    fn pause_recording(&self, py: Python<'_>, session: i64) -> PyResult<()> {
+        let sid = session_id(session)?;
+        let e = self.engine()?;
+        py.detach(|| e.pause_recording(sid)).map_err(err)
+    }
+
+    /// Ends the session's recording; returns path, duration_s, frames,
+    /// gaps_filled, sample_rate and channels.
+    fn stop_recording<'py>(&self, py: Python<'py>, session: i64) -> PyResult<Bound<'py, PyDict>> {
+        let sid = session_id(session)?;
+        let e = self.engine()?;
+        let r = py.detach(|| e.stop_recording(sid)).map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("path", r.path.to_string_lossy())?;
+        d.set_item("duration_s", r.duration.as_secs_f64())?;
+        d.set_item("frames", r.frames)?;
+        d.set_item("gaps_filled", r.gaps_filled)?;
+        d.set_item("sample_rate", r.sample_rate)?;
+        d.set_item("channels", r.channels)?;
+        Ok(d)
     }
 
     /// The session's figures, per leg.

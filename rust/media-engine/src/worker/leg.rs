@@ -136,6 +136,8 @@ pub(crate) struct Leg {
     pub clock_rate: u32,
     /// Set when this leg's media must be transcoded for its peer.
     pub transcode: Option<Box<Transcoder>>,
+    /// Decoder feeding the session's recording while this leg is recorded.
+    pub tap: Option<Box<super::recording::Tap>>,
     strict: bool,
     limiter: RateLimiter,
     receiver: Receiver,
@@ -196,6 +198,7 @@ impl Leg {
             codec: p.codec,
             clock_rate: p.clock_rate,
             transcode: None,
+            tap: None,
             strict: p.strict,
             limiter: RateLimiter::new(policy.max_pps, now),
             receiver: p.receiver,

@@ -4,7 +4,9 @@
 //! the packet path takes no lock.
 
 mod leg;
+mod recording;
 mod relay;
+mod slab;
 mod transcode;
 
 use crate::config::LegCodec;
@@ -17,6 +19,8 @@ use crate::types::{LegId, SessionId};
 use leg::{Leg, LegParts, LegPolicy};
 use media_core::rtp_stats::Receiver as RtpReceiver;
 use mio::{Events, Interest, Poll, Token};
+pub use recording::{RecordingInfo, RecordingLayout, RecordingSpec};
+use slab::Slab;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -84,6 +88,19 @@ pub(crate) enum Command {
         session: SessionId,
         reply: Reply<SessionStats>,
     },
+    StartRecording {
+        session: SessionId,
+        spec: Box<RecordingSpec>,
+        reply: Reply<()>,
+    },
+    PauseRecording {
+        session: SessionId,
+        reply: Reply<()>,
+    },
+    StopRecording {
+        session: SessionId,
+        reply: Reply<RecordingInfo>,
+    },
     Shutdown,
 }
 
@@ -119,49 +136,7 @@ struct Session {
     /// (leg id, slab key) in creation order.
     legs: Vec<(LegId, usize)>,
     next_leg: u32,
-}
-
-/// Vec-backed slab: stable keys for legs, reused after removal.
-struct Slab<T> {
-    entries: Vec<Option<T>>,
-    free: Vec<usize>,
-}
-
-impl<T> Slab<T> {
-    fn new() -> Self {
-        Slab {
-            entries: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-    fn insert(&mut self, v: T) -> usize {
-        match self.free.pop() {
-            Some(k) => {
-                self.entries[k] = Some(v);
-                k
-            }
-            None => {
-                self.entries.push(Some(v));
-                self.entries.len() - 1
-            }
-        }
-    }
-    fn remove(&mut self, k: usize) -> Option<T> {
-        let v = self.entries.get_mut(k)?.take();
-        if v.is_some() {
-            self.free.push(k);
-        }
-        v
-    }
-    fn get(&self, k: usize) -> Option<&T> {
-        self.entries.get(k)?.as_ref()
-    }
-    fn get_mut(&mut self, k: usize) -> Option<&mut T> {
-        self.entries.get_mut(k)?.as_mut()
-    }
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.entries.iter_mut().filter_map(|e| e.as_mut())
-    }
+    recording: Option<Box<recording::Recording>>,
 }
 
 pub(crate) struct Worker {
@@ -179,6 +154,8 @@ pub(crate) struct Worker {
     epoch: Instant,
     /// Legs with a transcoder; the media tick runs while there are any.
     transcoding: usize,
+    /// Sessions recording (paused ones included); they also need the tick.
+    recordings: usize,
 }
 
 impl Worker {
@@ -202,6 +179,7 @@ impl Worker {
             backlog_next: Vec::new(),
             epoch: Instant::now(),
             transcoding: 0,
+            recordings: 0,
         }
     }
 
@@ -213,7 +191,8 @@ impl Worker {
         let mut next_tick = Instant::now() + tick;
         let mut next_media = Instant::now() + MEDIA_TICK;
         loop {
-            let wake = if self.transcoding > 0 {
+            let ticking = self.transcoding > 0 || self.recordings > 0;
+            let wake = if ticking {
                 next_tick.min(next_media)
             } else {
                 next_tick
@@ -251,8 +230,9 @@ impl Worker {
                 }
             }
             let now = Instant::now();
-            if self.transcoding > 0 && now >= next_media {
+            if ticking && now >= next_media {
                 self.media_tick(now);
+                self.recording_tick(now);
                 next_media = (next_media + MEDIA_TICK).max(now);
             }
             if now >= next_tick {
@@ -293,6 +273,7 @@ impl Worker {
                         created: Instant::now(),
                         legs: Vec::new(),
                         next_leg: 0,
+                        recording: None,
                     },
                 );
                 self.counters.sessions.store(self.sessions.len(), Relaxed);
@@ -332,6 +313,15 @@ impl Worker {
             }
             Command::Stats { session, reply } => {
                 let _ = reply.send(self.session_stats(session));
+            }
+            Command::StartRecording { session, spec, reply } => {
+                let _ = reply.send(self.start_recording(session, *spec));
+            }
+            Command::PauseRecording { session, reply } => {
+                let _ = reply.send(self.pause_recording(session));
+            }
+            Command::StopRecording { session, reply } => {
+                let _ = reply.send(self.stop_recording(session));
             }
             Command::Shutdown => {}
         }
@@ -496,6 +486,7 @@ impl Worker {
         if let (Some(l), Some(r)) = (self.legs.get_mut(key), receiver) {
             l.set_receiver(r, clock_rate);
         }
+        self.retap(session, key);
         Ok(())
     }
 
@@ -578,6 +569,9 @@ impl Worker {
     /// Removes the session; its ports are free when this returns.
     fn delete(&mut self, session: SessionId) -> Result<SessionStats> {
         let stats = self.session_stats(session)?;
+        if self.sessions.get(&session).is_some_and(|s| s.recording.is_some()) {
+            let _ = self.stop_recording(session);
+        }
         if let Some(s) = self.sessions.remove(&session) {
             for (_, k) in s.legs {
                 if self.remove_leg(k).is_some() {

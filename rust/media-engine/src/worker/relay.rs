@@ -79,6 +79,9 @@ impl Worker {
         for i in 0..n.min(BATCH) {
             let Some(d) = self.batch.get(i) else { break };
             let (mut verdict, notice) = leg.accept(on_rtcp_port, &d, now, arrival, &policy);
+            if let (Verdict::Rtp, Some(tap)) = (verdict, leg.tap.as_mut()) {
+                tap.push(d.data, now, self.epoch);
+            }
             if let Some(t) = leg.transcode.as_mut() {
                 // Decoded and re-encoded on the media tick; RTCP ends here
                 // (its SSRCs and counts describe the other encoding).
