@@ -275,7 +275,13 @@ class Engine:
         """Deletes the session; its ports are free on return. Returns its final
         stats (same keys as :meth:`session_stats`)."""
     def start_recording(
-        self, session: int, path: str | os.PathLike[str], *, stereo: bool = True, legs: list[int] | None = None
+        self,
+        session: int,
+        path: str | os.PathLike[str],
+        *,
+        stereo: bool = True,
+        legs: Sequence[int] | None = None,
+        codecs: Sequence[tuple[str, int, int, int] | None] | None = None,
     ) -> None:
         """Starts recording the session into the WAV file at ``path`` (created
         or truncated; 16-bit PCM at the legs' decoded rate, 8 kHz for G.711):
@@ -286,7 +292,9 @@ class Engine:
         playable even if the process dies. On a paused recording it resumes
         (the other arguments are then ignored); on a running one it does
         nothing. :class:`MediaError` if the file cannot be created or a leg
-        has no codec."""
+        has no codec. ``codecs``: per recorded leg, ``(name, clock_rate,
+        channels, payload_type)`` to decode a relayed leg (one set up without
+        a codec) as; ignored for legs with a codec."""
     def pause_recording(self, session: int) -> None:
         """Pauses the session's recording: the paused span is left out of the
         file; :meth:`start_recording` resumes."""

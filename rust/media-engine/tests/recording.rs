@@ -125,6 +125,7 @@ fn spec(path: &Path, layout: RecordingLayout) -> RecordingSpec {
         path: path.to_path_buf(),
         layout,
         legs: Vec::new(),
+        codecs: Vec::new(),
     }
 }
 
@@ -224,6 +225,34 @@ fn single_leg_pause_leaves_the_paused_span_out() {
         assert!(tone_share(&wav.pcm[0][1600..], 400.0) > 0.7);
     });
     assert!(e.stop_recording(c.s).is_err(), "nothing left to stop");
+}
+
+#[test]
+fn relayed_legs_are_decoded_with_the_given_codec() {
+    let e = engine(46620, 20, |_| {});
+    let s = e.create_session("relay-rec").unwrap();
+    let a = e.add_leg(s, &LegSpec::default()).unwrap();
+    let b = e.add_leg(s, &LegSpec::default()).unwrap();
+    let (pa, pb) = (peer(), peer());
+    e.set_remote(s, a.leg, addr(&pa), None).unwrap();
+    e.set_remote(s, b.leg, addr(&pb), None).unwrap();
+    e.connect(s, a.leg, b.leg).unwrap();
+    let path = tmp("relayed.wav");
+    assert!(
+        e.start_recording(s, spec(&path, RecordingLayout::Stereo))
+            .is_err(),
+        "no codec to decode"
+    );
+    let rec = RecordingSpec {
+        codecs: vec![Some(pcmu()), Some(pcmu())],
+        ..spec(&path, RecordingLayout::Stereo)
+    };
+    e.start_recording(s, rec).unwrap();
+    send_tone(&pa, a.rtp, 1000.0, 600, |_| false);
+    e.stop_recording(s).unwrap();
+    let wav = read_wav(&path);
+    assert!(tone_share(&wav.pcm[0][1600..], 1000.0) > 0.7);
+    assert_eq!(recv_up_to(&pb, 40).len(), 30, "relayed untouched meanwhile");
 }
 
 #[test]

@@ -85,6 +85,9 @@ fn addr(a: SocketAddr) -> (String, u16) {
     (a.ip().to_string(), a.port())
 }
 
+/// `(name, clock_rate, channels, payload_type)`: how to decode a relayed leg.
+type DecodeAs = (String, u32, i64, i64);
+
 /// The codec a leg negotiated, with defaults from the codec registry: its
 /// only clock rate and its static payload type (RFC 3551 §6).
 fn leg_codec(
@@ -493,8 +496,10 @@ impl Engine {
     /// Starts recording the session into the WAV file at `path` (stereo:
     /// first leg left, second right; mono: summed), or resumes a paused
     /// recording. `legs`: one or two leg ids (one = that leg alone, mono);
-    /// default the session's first two legs.
-    #[pyo3(signature = (session, path, *, stereo = true, legs = None))]
+    /// default the session's first two legs. `codecs`: per recorded leg,
+    /// `(name, clock_rate, channels, payload_type)` to decode a relayed leg
+    /// (one without a codec) as.
+    #[pyo3(signature = (session, path, *, stereo = true, legs = None, codecs = None))]
     fn start_recording(
         &self,
         py: Python<'_>,
@@ -502,6 +507,7 @@ impl Engine {
         path: std::path::PathBuf,
         stereo: bool,
         legs: Option<Vec<i64>>,
+        codecs: Option<Vec<Option<DecodeAs>>>,
     ) -> PyResult<()> {
         let sid = session_id(session)?;
         let legs = legs
@@ -517,6 +523,14 @@ impl Engine {
                 me::RecordingLayout::Mono
             },
             legs,
+            codecs: codecs
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| {
+                    c.map(|(name, rate, channels, pt)| leg_codec(&name, Some(rate), channels, Some(pt), 20))
+                        .transpose()
+                })
+                .collect::<PyResult<Vec<_>>>()?,
         };
         let e = self.engine()?;
         py.detach(|| e.start_recording(sid, spec)).map_err(err)

@@ -57,6 +57,9 @@ pub struct RecordingSpec {
     /// One or two legs of the session; empty: its first two legs (or its
     /// only leg). A single leg (voicemail) is always recorded mono.
     pub legs: Vec<LegId>,
+    /// Per recorded leg (same order), the format to decode it as when the
+    /// leg has no codec of its own (a relayed leg); ignored otherwise.
+    pub codecs: Vec<Option<LegCodec>>,
 }
 
 /// What a finished recording holds.
@@ -310,9 +313,15 @@ impl Worker {
         let mut codecs = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
             let key = self.leg_key(session, id)?;
-            let codec = self.legs.get(key).and_then(|l| l.codec.clone()).ok_or_else(|| {
-                Error::Invalid(format!("leg {id} has no codec: a recording needs to decode it"))
-            })?;
+            let fallback = spec.codecs.get(i).cloned().flatten();
+            let codec = self
+                .legs
+                .get(key)
+                .and_then(|l| l.codec.clone())
+                .or(fallback)
+                .ok_or_else(|| {
+                    Error::Invalid(format!("leg {id} has no codec: a recording needs to decode it"))
+                })?;
             legs.push((key, if i == 0 { MixLeg::A } else { MixLeg::B }, 0));
             codecs.push(codec);
         }
@@ -483,21 +492,14 @@ impl Worker {
         let Some(i) = rec.legs.iter().position(|(k, _, _)| *k == key) else {
             return;
         };
-        match codec {
-            Some(c) => {
-                if let Some(slot) = rec.codecs.get_mut(i) {
-                    *slot = c.clone();
-                }
-                if let Some(l) = self.legs.get_mut(key) {
-                    if l.tap.is_some() {
-                        l.tap = Tap::new(&c, rec.rate).ok().map(Box::new);
-                    }
-                }
-            }
-            None => {
-                if let Some(l) = self.legs.get_mut(key) {
-                    l.tap = None;
-                }
+        // A leg back to plain relay keeps being decoded as before.
+        let Some(c) = codec else { return };
+        if let Some(slot) = rec.codecs.get_mut(i) {
+            *slot = c.clone();
+        }
+        if let Some(l) = self.legs.get_mut(key) {
+            if l.tap.is_some() {
+                l.tap = Tap::new(&c, rec.rate).ok().map(Box::new);
             }
         }
     }
