@@ -314,9 +314,10 @@ class Engine:
     def engine_stats(self) -> EngineStats:
         """``sessions, legs, ports_used, ports_free, packets_relayed,
         bytes_relayed, rtcp_relayed, dropped, receive_errors,
-        sessions_refused, events_lost, recordings_active, recordings_failed``, ``workers`` (each ``sessions, legs,
-        packets_relayed, cpu_time_s``) and ``interfaces`` (each ``name, local,
-        advertised, ports_total, ports_used, ports_free, ports_busy_skipped``)."""
+        sessions_refused, events_lost, recordings_active, recordings_failed``,
+        ``workers`` (each ``sessions, legs, packets_relayed, cpu_time_s``) and
+        ``interfaces`` (each ``name, local, advertised, ports_total, ports_used,
+        ports_free, ports_busy_skipped``)."""
     def event_fd(self) -> int:
         """Descriptor readable while events are queued: ``loop.add_reader`` it
         and call :meth:`poll_events` when it fires (see

@@ -53,7 +53,11 @@ class MediaNode:
             strict_source=settings.strict_source,
         )
         self.metrics = Metrics()
-        self.backend = EngineBackend(self.engine, on_leg_finished=self.metrics.observe_stream)
+        self.backend = EngineBackend(
+            self.engine,
+            on_leg_finished=self.metrics.observe_stream,
+            recording_dir=settings.recording_dir,
+        )
         self.ng = NgServer(self.backend, max_calls=settings.max_sessions)
         self.metrics.add_engine(self)
 
@@ -99,6 +103,10 @@ class MediaNode:
         """One engine event (called by the event watcher on the loop's thread)."""
         if event["type"] == "events_lost":
             log.warning("media_events_lost", count=event["count"])
+            return
+        if event["type"] == "recording_failed":
+            failed = self.backend.recording_failed(event["session"])
+            log.error("recording_failed", call_id=failed, reason=event["reason"])
             return
         session, leg = event["session"], event["leg"]
         call_id = self.backend.session_call(session)

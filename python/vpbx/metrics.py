@@ -245,7 +245,16 @@ class EngineCollector(Collector):
             "Legs whose media is decoded and re-encoded (two per transcoded m-line).",
             f.transcoded_streams(),
         )
-        yield gauge("vpbx_media_recordings_active", "Calls being recorded.", 0)
+        yield gauge(
+            "vpbx_media_recordings_active",
+            "Calls being recorded (paused ones included).",
+            s.get("recordings_active", 0),
+        )
+        yield counter(
+            "vpbx_media_recordings_failed",
+            "Recordings ended by an error (disk full, write failure).",
+            s.get("recordings_failed", 0),
+        )
         yield gauge("vpbx_ng_calls", "Calls known to the NG control layer.", f.ng_calls())
         used = GaugeMetricFamily("vpbx_media_ports_used", "UDP ports in use.", labels=["interface"])
         free = GaugeMetricFamily(

@@ -17,7 +17,6 @@ from vpbx.ng import (
     LegStats,
     MediaSource,
     NgServer,
-    RecordingOptions,
     decode,
     encode,
 )
@@ -144,9 +143,6 @@ def test_what_cannot_be_done_says_why(engine: Engine) -> None:
     with pytest.raises(BackendError, match="Unknown call-id"):
         be.connect("zz", "a", "b", [False])
     for action, reason in (
-        (lambda: be.start_recording("c1", RecordingOptions()), NOT_SUPPORTED["recording"]),
-        (lambda: be.stop_recording("c1"), NOT_SUPPORTED["recording"]),
-        (lambda: be.pause_recording("c1"), NOT_SUPPORTED["recording"]),
         (lambda: be.play_media("c1", "alice", MediaSource(file="/x.wav")), NOT_SUPPORTED["play media"]),
         (lambda: be.stop_media("c1", "alice"), NOT_SUPPORTED["play media"]),
         (

@@ -10,7 +10,13 @@
 - ``delete``/``query`` turn the engine's per-leg figures into the NG stats dataclasses, with a
   MOS estimate from :mod:`vpbx.media.quality`.
 
-What the engine cannot do yet (recording, playing media or DTMF into a call) raises
+- recording: one WAV per call (stereo, first party left) under ``recording_dir`` named
+  ``<call-id made safe>-<UTC time>.wav`` (the call-id never becomes a path as is); a
+  ``file`` option names the file itself. Started before the call is connected (``record
+  call`` on an offer), it begins when the call connects. Relayed legs are decoded for the
+  recording with their negotiated codec only while recording.
+
+What the engine cannot do yet (playing media or DTMF into a call) raises
 :class:`~vpbx.ng.backend.BackendError` with a reason the NG client sees; nothing is faked.
 Known limits, all of the engine: a party's legs stay allocated until its whole call is
 deleted; latching and strict-source are node-wide settings, not per request; relayed packets
@@ -19,11 +25,15 @@ keep their payload type numbers.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vpbx.media import Engine, MediaError, codec_names
 from vpbx.media import engine as et
@@ -44,11 +54,10 @@ from vpbx.ng.backend import (
 )
 from vpbx.sdp import Codec
 
-__all__ = ["NOT_SUPPORTED", "EngineBackend", "EngineCodec"]
+__all__ = ["NOT_SUPPORTED", "EngineBackend", "EngineCodec", "recording_name"]
 
 #: Reasons given for the features the engine does not have yet (texts in vpbx.ng.errors).
 NOT_SUPPORTED = {
-    "recording": errors.NO_RECORDING,
     "play media": errors.NO_PLAY_MEDIA,
     "play DTMF": errors.NO_PLAY_DTMF,
 }
@@ -85,6 +94,8 @@ class _Call:
     legs: dict[LegKey, _Leg] = field(default_factory=dict)
     by_id: dict[int, LegKey] = field(default_factory=dict)
     connected: bool = False
+    record: RecordingOptions | None = None  # asked for before the call connected
+    recording: bool = False
 
 
 def _family(address: str) -> str:
@@ -93,6 +104,19 @@ def _family(address: str) -> str:
 
 def _stream(c: EngineCodec) -> tuple[str, int, int, int]:
     return ((c.name or "").lower(), c.clock_rate, c.channels, c.ptime_ms)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def recording_name(call_id: str, now: float) -> str:
+    """A file name for the call's recording: the call-id reduced to letters, digits, ``_`` and
+    ``-`` (at most 40), a short hash of the full call-id (so reduced call-ids cannot collide)
+    and the UTC time."""
+    safe = _UNSAFE.sub("_", call_id).strip("_")[:40] or "call"
+    digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return f"{safe}-{digest}-{stamp}.wav"
 
 
 def _main_codec(codecs: Sequence[Codec]) -> Codec | None:
@@ -111,8 +135,10 @@ class EngineBackend:
         on_leg_finished: Callable[[LegStats], object] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        recording_dir: str | os.PathLike[str] = "recordings",
     ) -> None:
         self.engine = engine
+        self.recording_dir = Path(recording_dir)
         self.on_leg_finished = on_leg_finished
         self._clock = clock
         self._monotonic = monotonic
@@ -313,6 +339,9 @@ class EngineBackend:
                 leg.transcoding = transcoding
                 leg.timed_out = False
         call.connected = True
+        if call.record is not None and not call.recording:
+            options, call.record = call.record, None
+            self._record(call_id, call, options)
 
     def _forget(self, call_id: str) -> _Call | None:
         call = self._calls.pop(call_id, None)
@@ -408,19 +437,81 @@ class EngineBackend:
             relayed_errors=errors,
             ports_used=s["ports_used"],
             ports_free=s["ports_free"],
-            recordings_active=0,
+            recordings_active=s["recordings_active"],
         )
 
-    # -- not supported by the engine yet --------------------------------------------------------
+    # -- recording ------------------------------------------------------------------------------
+
+    def recording_path(self, call_id: str, options: RecordingOptions) -> Path:
+        """Where the call's recording goes: ``options.file``, else a safe name (see
+        :func:`recording_name`) in ``options.directory`` or the node's ``recording_dir``."""
+        if options.file:
+            return Path(options.file)
+        directory = Path(options.directory) if options.directory else self.recording_dir
+        return directory / recording_name(call_id, self._clock())
+
+    def _record(self, call_id: str, call: _Call, options: RecordingOptions) -> None:
+        legs = [leg for (_, index), leg in call.legs.items() if index == 0][:2]
+        codecs: list[tuple[str, int, int, int] | None] = []
+        for leg in legs:
+            try:
+                c = self._engine_codec(leg, True)
+            except BackendError:
+                codecs.append(None)
+                continue
+            assert c.name is not None and c.payload_type is not None
+            codecs.append((c.name, c.clock_rate, c.channels, c.payload_type))
+        path = self.recording_path(call_id, options)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BackendError(f"cannot create the recording directory {path.parent}: {e}") from None
+        with self._engine_errors():
+            self.engine.start_recording(
+                call.session, path, stereo=True, legs=[leg.leg for leg in legs], codecs=codecs
+            )
+        call.recording = True
 
     def start_recording(self, call_id: str, options: RecordingOptions) -> None:
-        raise BackendError(NOT_SUPPORTED["recording"])
+        call = self._calls.get(call_id)
+        if call is None:
+            raise BackendError(errors.UNKNOWN_CALL)
+        if call.recording:  # running: nothing to do; paused: resume
+            with self._engine_errors():
+                self.engine.start_recording(call.session, self.recording_dir)
+            return
+        if not call.connected:
+            call.record = options  # starts when the call connects
+            return
+        self._record(call_id, call, options)
 
     def stop_recording(self, call_id: str) -> None:
-        raise BackendError(NOT_SUPPORTED["recording"])
+        call = self._calls.get(call_id)
+        if call is None:
+            raise BackendError(errors.UNKNOWN_CALL)
+        call.record = None
+        if call.recording:
+            call.recording = False
+            with self._engine_errors():
+                self.engine.stop_recording(call.session)
 
     def pause_recording(self, call_id: str) -> None:
-        raise BackendError(NOT_SUPPORTED["recording"])
+        call = self._calls.get(call_id)
+        if call is None:
+            raise BackendError(errors.UNKNOWN_CALL)
+        if call.recording:
+            with self._engine_errors():
+                self.engine.pause_recording(call.session)
+
+    def recording_failed(self, session: int) -> str | None:
+        """Notes that the session's recording ended on an error; returns its call-id."""
+        call_id = self._by_session.get(session)
+        call = self._calls.get(call_id) if call_id is not None else None
+        if call is not None:
+            call.recording = False
+        return call_id
+
+    # -- not supported by the engine yet --------------------------------------------------------
 
     def play_media(
         self,
