@@ -130,7 +130,7 @@ def media_node(  # noqa: PLR0917 (one parameter per flag)
     port_min: Annotated[int | None, typer.Option(help="Lowest RTP/RTCP port.")] = None,
     port_max: Annotated[int | None, typer.Option(help="Highest RTP/RTCP port.")] = None,
     recording_dir: Annotated[
-        Path | None, typer.Option(help="Folder for recordings (recording is not available yet).")
+        Path | None, typer.Option(help="Folder for recordings (recordings are written here).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Media worker threads (0: one per core).")] = None,
     max_sessions: Annotated[int | None, typer.Option(help="Calls at most; more are refused.")] = None,

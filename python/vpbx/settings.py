@@ -133,7 +133,7 @@ class MediaNodeSettings(BaseModel):
     port_max: int = Field(default=40000, ge=1, le=65535)
     recording_dir: Path = Field(
         default=Path("/var/lib/vpbx/recordings"),
-        description="Where recordings go (recording itself is not available yet).",
+        description="Folder where call recordings (WAV) are written.",
     )
     workers: int = Field(
         default=0,

@@ -52,7 +52,6 @@ NO_DTMF_CODE = "No DTMF code or digit specified"
 INTERNAL = "Internal error"
 
 # Media engine (vpbx.media.ng_backend): what this media node cannot do (yet)
-NO_RECORDING = "recording is not supported by this media node yet"
 NO_PLAY_MEDIA = "playing media is not supported by this media node yet"
 NO_PLAY_DTMF = "playing DTMF is not supported by this media node yet"
 NO_TRANSCODE_CODEC = "Cannot transcode: codec {codec} is not supported by this media node"
