@@ -5,22 +5,30 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng sox kamailio sip-tester
+SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng
+# Real peers the tests talk to (sox for audio checks by hand).
+TEST_PACKAGES := sox kamailio sip-tester
 FUZZ_SECONDS ?= 15
 FUZZ_DIR := rust/media-core/fuzz
 export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: run test setup system-deps build lint cargo-test fuzz pytest bench clean
+.PHONY: run test setup system-deps test-deps apt-install build lint cargo-test fuzz pytest bench clean
 
 ## Run the demo: a WAV through a codec chain and a lossy, jittery network.
 run: build
 	$(BIN)/vpbx demo --out demo-out
 
 ## The whole suite: lints, cargo tests, fuzzing, pytest.
-test: build lint cargo-test fuzz pytest
+test: test-deps build lint cargo-test fuzz pytest
 
 system-deps:
-	@need=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(SYSTEM_PACKAGES)"
+
+test-deps: system-deps
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_PACKAGES)"
+
+apt-install:
+	@need=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
 	if [ -n "$$need" ]; then echo "installing:$$need"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$need >/dev/null; fi
 

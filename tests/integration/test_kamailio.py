@@ -13,7 +13,7 @@ the node (127.0.0.1 and a port from the node's range), that the node relayed RTP
 (``vpbx_media_packets_relayed_total`` on /metrics), and that the BYE's rtpengine_delete()
 left no session behind.
 
-Kamailio and SIPp come from Debian (``make system-deps`` installs ``kamailio`` and
+Kamailio and SIPp come from Debian (``make test-deps`` installs ``kamailio`` and
 ``sip-tester``); if they are missing the test fails, it does not skip. Everything runs on
 127.0.0.1 with free ports, every wait is bounded, and every process is killed in teardown.
 """
@@ -55,7 +55,7 @@ def _require(tool: str) -> str:
     path = shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     if path is None:
         pytest.fail(
-            f"{tool} not found on PATH: `make system-deps` installs it (Debian packages "
+            f"{tool} not found on PATH: `make test-deps` installs it (Debian packages "
             "kamailio and sip-tester)"
         )
     return path
@@ -65,7 +65,7 @@ def _module_dir() -> str:
     for d in MODULE_DIRS:
         if (Path(d) / "rtpengine.so").exists():
             return d
-    pytest.fail(f"Kamailio's rtpengine module not found in {MODULE_DIRS}: `make system-deps` installs it")
+    pytest.fail(f"Kamailio's rtpengine module not found in {MODULE_DIRS}: `make test-deps` installs it")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -25,7 +25,7 @@ def sipp_binary() -> str:
     path = shutil.which("sipp")
     if path is None:
         pytest.fail(
-            "sipp is not installed: run `make system-deps` (SYSTEM_PACKAGES must include sip-tester), "
+            "sipp is not installed: run `make test-deps` (TEST_PACKAGES includes sip-tester), "
             "or `apt-get install -y sip-tester`"
         )
     return path
