@@ -38,9 +38,9 @@ from vpbx.media.engine import EngineStats
 from vpbx.ng.backend import LegStats
 
 if TYPE_CHECKING:
+    from vpbx.io.registration_writer import WriterStats
     from vpbx.pbx.registrar import RegistrarStats
     from vpbx.security.guard import GuardStats
-    from vpbx.store.writer import WriterStats
 
 __all__ = [
     "NG_COMMAND_LABELS",

@@ -7,9 +7,10 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+from vpbx.io.registration_writer import RegistrationWriter
 from vpbx.pbx import Binding, CredentialCache, DatabaseLocationStore
 from vpbx.pbx.location_db import from_row, to_row
-from vpbx.store import Database, RegistrationWriter, sqlite_url
+from vpbx.store import Database, sqlite_url
 
 NOW = 1_700_000_000.0
 

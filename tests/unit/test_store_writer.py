@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from vpbx.store import BacklogFullError, Binding, Database, RegistrationWriter, StoreError, sqlite_url
+from vpbx.io.registration_writer import RegistrationWriter
+from vpbx.store import BacklogFullError, Binding, Database, StoreError, sqlite_url
 from vpbx.store import registrations as regs
 
 NOW = 1_700_000_000.0

@@ -28,6 +28,7 @@ import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpbx.io.http import start_http
+from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
@@ -37,7 +38,7 @@ from vpbx.settings import ServeSettings
 from vpbx.sip import DigestAuthenticator, TransactionLayer
 from vpbx.sip.digest import BASE_ALGORITHMS
 from vpbx.sip_service import SipService
-from vpbx.store import ConflictError, Database, RegistrationWriter, StoreError, WriterStats, data_dir_url
+from vpbx.store import ConflictError, Database, StoreError, data_dir_url
 from vpbx.store import users as users_repo
 from vpbx.store.schema import sip_accounts, users
 

@@ -14,14 +14,16 @@ so other Contact parameters (display name, feature tags) are not listed after a 
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from vpbx.sip.address import parse_address
 from vpbx.sip.errors import SipParseError
 from vpbx.store.registrations import Binding as Row
-from vpbx.store.writer import RegistrationWriter
 
 from .location import Binding
+
+if TYPE_CHECKING:  # the writer is asyncio (vpbx.io); this module only calls its plain methods
+    from vpbx.io.registration_writer import RegistrationWriter
 
 INSTANCE: Final = "+sip.instance"
 REG_ID: Final = "reg-id"

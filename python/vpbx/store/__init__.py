@@ -10,7 +10,8 @@ callers compose them in one transaction:
     async with db.connect() as conn:
         ha1 = await users.lookup_ha1(conn, "1001", "SHA-256")
 
-Registrations go through `RegistrationWriter` (write-behind, batched) so the SIP path
+Registrations go through `vpbx.io.registration_writer.RegistrationWriter` (write-behind,
+batched, an asyncio task) so the SIP path
 never waits on the disk.
 """
 
@@ -23,7 +24,6 @@ from .registrations import Binding
 from .runs import DirectoryRun
 from .tokens import ApiToken
 from .users import SipAccount, User
-from .writer import RegistrationWriter, WriterStats
 
 __all__ = [
     "ApiToken",
@@ -35,11 +35,9 @@ __all__ = [
     "Database",
     "DirectoryRun",
     "Number",
-    "RegistrationWriter",
     "SipAccount",
     "StoreError",
     "User",
-    "WriterStats",
     "alembic_config",
     "cdrs",
     "data_dir_url",

@@ -1,7 +1,7 @@
 """Registrar bindings (RFC 3261 §10.3): one row per (AOR username, Contact URI).
 
 These functions write straight to the database; the SIP path goes through
-`vpbx.store.writer.RegistrationWriter`, which batches them off the request path.
+`vpbx.io.registration_writer.RegistrationWriter`, which batches them off the request path.
 """
 
 from __future__ import annotations

@@ -33,12 +33,12 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .db import Database
-from .errors import BacklogFullError, StoreError
-from .registrations import Binding, all_current_bindings, purge_expired, upsert_bindings
-from .schema import registrations
+from vpbx.store.db import Database
+from vpbx.store.errors import BacklogFullError, StoreError
+from vpbx.store.registrations import Binding, all_current_bindings, purge_expired, upsert_bindings
+from vpbx.store.schema import registrations
 
-log: Final = logging.getLogger("vpbx.store.writer")
+log: Final = logging.getLogger("vpbx.io.registration_writer")
 
 # (username, contact) -> the binding to store, or None to delete it;
 # (username, None) -> None: delete every binding of the AOR (Contact: *).
