@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_media_node import Node, free_port, media_node
+from media_node_proc import Node, free_port, media_node
 
 from conftest import sine
 from vpbx.media import Encoder

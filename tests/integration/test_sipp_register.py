@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from media_node_proc import free_port
 from vpbx_server import VpbxServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,18 +50,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         proc.stop()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_sipp(
     target: tuple[str, int], password: str, tmp_path: Path, *extra: str
 ) -> tuple[int, int, int, str]:
     """(exit code, successful calls, failed calls, output)."""
     cmd = [sipp_binary(), f"{target[0]}:{target[1]}", "-sf", str(SCENARIO), "-s", USER]
-    cmd += ["-au", USER, "-ap", password, "-i", "127.0.0.1", "-p", str(free_port())]
+    cmd += ["-au", USER, "-ap", password, "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM))]
     cmd += ["-nostdin", "-timeout", "15", "-timeout_error", *extra]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
     out = proc.stdout + proc.stderr
