@@ -49,6 +49,19 @@ ENV_PREFIX = "VPBX_"
 _file_data: ContextVar[dict[str, Any] | None] = ContextVar("vpbx_config_file", default=None)
 
 
+def _split_list(v: Any, separators: str) -> Any:
+    """An environment variable's list: a JSON array, or items separated by white space or
+    any of ``separators``. Anything else passes through to pydantic's own validation."""
+    if not isinstance(v, str):
+        return v
+    text = v.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    for sep in separators:
+        text = text.replace(sep, " ")
+    return text.split()
+
+
 class SettingsError(ValueError):
     """The configuration cannot be used; the message says which key or file and why."""
 
@@ -157,12 +170,7 @@ class MediaNodeSettings(BaseModel):
     @field_validator("interfaces", mode="before")
     @classmethod
     def _split_interfaces(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            text = v.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [p for p in text.replace(",", " ").replace(";", " ").split() if p]
-        return v
+        return _split_list(v, ",;")
 
     @field_validator("interfaces")
     @classmethod
@@ -234,12 +242,7 @@ class ServeSettings(BaseModel):
     @field_validator("trusted", mode="before")
     @classmethod
     def _split_trusted(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            text = v.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [p for p in text.replace(",", " ").split() if p]
-        return v
+        return _split_list(v, ",")
 
     @field_validator("trusted")
     @classmethod

@@ -87,6 +87,18 @@ def _endpoint(sd: SessionDescription, i: int, opts: Options, mux: bool) -> Endpo
     return Endpoint(address, m.port, rtcp.port if rtcp is not None else m.port + 1, mux)
 
 
+def _set_remotes(
+    backend: MediaBackend, call_id: str, party: Party, sd: SessionDescription, opts: Options
+) -> None:
+    """Tells the engine where ``party`` (the writer of ``sd``) receives each anchored medium."""
+    for i, m in enumerate(sd.media):
+        ep = _endpoint(sd, i, opts, m.rtcp_mux)
+        if ep is not None and i in party.legs:
+            backend.set_remote(
+                call_id, party.pid, i, ep, latching=not opts.asymmetric, strict_source=opts.strict_source
+            )
+
+
 def _ice(sd: SessionDescription, opts: Options) -> bool:
     """Whether to remove ICE. We cannot be an ICE candidate yet, so the peer's candidates must
     go whenever there are any (they would route media around us)."""
@@ -207,17 +219,7 @@ def do_offer(call: Call, opts: Options, backend: MediaBackend, now: float) -> Se
                     family=party.family,
                     rtcp_mux=mux_only,
                 )
-    for i, m in enumerate(sd.media):
-        ep = _endpoint(sd, i, opts, m.rtcp_mux)
-        if ep is not None and i in offerer.legs:
-            backend.set_remote(
-                call.call_id,
-                offerer.pid,
-                i,
-                ep,
-                latching=not opts.asymmetric,
-                strict_source=opts.strict_source,
-            )
+    _set_remotes(backend, call.call_id, offerer, sd, opts)
     ice_remove = _ice(sd, opts)
     _srtp(sd, opts)
     codec = opts.codec
@@ -352,17 +354,7 @@ def do_answer(call: Call, opts: Options, backend: MediaBackend, now: float) -> S
     if opts.label is not None:
         answerer.label = opts.label
     theirs = negotiated(pend.sdp_out, sd)
-    for i, m in enumerate(sd.media):
-        ep = _endpoint(sd, i, opts, m.rtcp_mux)
-        if ep is not None and i in answerer.legs:
-            backend.set_remote(
-                call.call_id,
-                answerer.pid,
-                i,
-                ep,
-                latching=not opts.asymmetric,
-                strict_source=opts.strict_source,
-            )
+    _set_remotes(backend, call.call_id, answerer, sd, opts)
     ice_remove = _ice(sd, opts)
     _srtp(sd, opts)
     protos = {m.proto for m in pend.sdp_in.media if not m.rejected}
