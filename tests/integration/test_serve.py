@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_sipp_register import free_port, sipp_binary
-from vpbx_server import ROOT, VpbxServer, vpbx_env
+from media_node_proc import free_port
+from vpbx_server import ROOT, VpbxServer, sipp_binary, vpbx_env
 
 from vpbx.sip import DigestClient, Response, parse_message
 
@@ -62,7 +62,18 @@ def start(servers: list[VpbxServer], data_dir: Path) -> VpbxServer:
 
 def sipp_register(target: tuple[str, int], cwd: Path) -> tuple[int, str]:
     cmd = [sipp_binary(), f"{target[0]}:{target[1]}", "-sf", str(SCENARIO), "-s", USER]
-    cmd += ["-au", USER, "-ap", PASSWORD, "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1"]
+    cmd += [
+        "-au",
+        USER,
+        "-ap",
+        PASSWORD,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port(socket.SOCK_DGRAM)),
+        "-m",
+        "1",
+    ]
     cmd += ["-nostdin", "-timeout", "10", "-timeout_error"]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd)
     return proc.returncode, proc.stdout + proc.stderr

@@ -5,7 +5,6 @@ the server keeps serving, and TCP answers OPTIONS and CRLF keep-alives."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import uuid
@@ -14,22 +13,12 @@ from pathlib import Path
 
 import pytest
 from media_node_proc import free_port
-from vpbx_server import VpbxServer
+from vpbx_server import VpbxServer, sipp_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = Path(__file__).parent / "sipp" / "register_auth.xml"
 USER, PASSWORD, REALM = "1001", "s3cret-1001", "vpbx.test"
 TIMEOUT = 30.0
-
-
-def sipp_binary() -> str:
-    path = shutil.which("sipp")
-    if path is None:
-        pytest.fail(
-            "sipp is not installed: run `make test-deps` (TEST_PACKAGES includes sip-tester), "
-            "or `apt-get install -y sip-tester`"
-        )
-    return path
 
 
 @pytest.fixture(scope="module")

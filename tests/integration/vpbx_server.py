@@ -6,14 +6,27 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"listening on udp\+tcp ([\d.]+):(\d+).*?(?:HTTP on ([\d.]+):(\d+))?$")
+
+
+def sipp_binary() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        pytest.fail(
+            "sipp is not installed: run `make test-deps` (TEST_PACKAGES includes sip-tester), "
+            "or `apt-get install -y sip-tester`"
+        )
+    return path
 
 
 def vpbx_env() -> dict[str, str]:
