@@ -19,7 +19,7 @@ from typing import Final, Protocol
 from vpbx.pbx import MemoryLocationStore, Registrar
 from vpbx.security import AccountAllowlists, GuardConfig, SourceGuard
 from vpbx.sip import Deliver, DigestAuthenticator, Request, Response, build_response, compute_ha1s, new_tag
-from vpbx.sip.transaction_actions import Action, Overload
+from vpbx.sip.transaction_actions import Action, Overload, Terminated, Timeout, TransportError
 from vpbx.sip.transaction_match import TransactionKey
 from vpbx.store.errors import StoreError
 
@@ -31,6 +31,9 @@ KNOWN_METHODS: Final = frozenset(
 )
 SERVER: Final = "vpbx"
 RETRY_AFTER_S: Final = 5
+
+
+ClientHandler = Callable[[Deliver | Timeout | TransportError], None]
 
 
 class Responder(Protocol):
@@ -53,13 +56,30 @@ class SipService:
         self.wall = wall
         self.responder: Responder | None = None
         self.stats = ServiceStats()
+        # Client transactions we started (trunk REGISTER, B2BUA legs): who hears their outcome.
+        self._clients: dict[TransactionKey, ClientHandler] = {}
+
+    def track(self, key: TransactionKey, handler: ClientHandler) -> None:
+        """`handler` gets every Deliver (each response), Timeout and TransportError of client
+        transaction `key` until it terminates (§17.1)."""
+        self._clients[key] = handler
 
     def on_action(self, action: Action) -> None:
         if isinstance(action, Deliver):
             message = action.message
             if isinstance(message, Request) and action.key is not None and action.source is not None:
                 self._on_request(message, action.key, action.source, action.transport)
+            elif isinstance(message, Response) and action.key is not None:
+                handler = self._clients.get(action.key)
+                if handler is not None:
+                    handler(action)
             # ACK for a 2xx and stray responses: nothing to do yet.
+        elif isinstance(action, (Timeout, TransportError)):
+            handler = self._clients.get(action.key)
+            if handler is not None:
+                handler(action)
+        elif isinstance(action, Terminated):
+            self._clients.pop(action.key, None)
         elif isinstance(action, Overload):
             self.stats.overloaded += 1
 

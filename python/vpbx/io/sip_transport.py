@@ -280,6 +280,19 @@ class SipTransport:
         """The TU's response for server transaction `key`."""
         self.process(self.layer.respond(key, response, self.loop.time()))
 
+    def send_request(self, request: Request, dest: Dest, transport: str = "UDP") -> TransactionKey:
+        """Start a client transaction (§17.1) for `request` towards `dest`; what comes back
+        (Deliver of each response, Timeout, TransportError, Terminated) reaches the TU
+        under the returned key."""
+        key, actions = self.layer.send_request(request, dest, transport, self.loop.time())
+        self.process(actions)
+        return key
+
+    def send_stateless(self, message: Request | Response, dest: Dest, transport: str = "UDP") -> None:
+        """Send outside any transaction: the ACK for a 2xx (§13.2.2.4), a 2xx the UAS core
+        retransmits itself (§13.3.1.4)."""
+        self.process(self.layer.send_stateless(message, dest, transport))
+
     def process(self, actions: list[Action]) -> None:
         """Carry out the layer's actions in order, then re-arm the timer."""
         tu = self.tu
