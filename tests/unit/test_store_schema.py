@@ -38,7 +38,7 @@ def test_fresh_file_is_migrated_to_head(tmp_path: Path) -> None:
         path = tmp_path / "vpbx.db"
         db = await Database.open(sqlite_url(path))
         try:
-            assert await db.revision() == head_revision() == "0001"
+            assert await db.revision() == head_revision() == "0002"
             async with db.connect() as conn:
                 names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
                 assert names >= TABLES
@@ -64,7 +64,7 @@ def test_opening_twice_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
         for _ in range(2):
             db = await Database.open(url)
             try:
-                assert await db.revision() == "0001"
+                assert await db.revision() == head_revision()
                 async with db.connect() as conn:
                     assert (await users.get_user(conn, "1001")) is not None
             finally:

@@ -62,6 +62,9 @@ sip_accounts: Final = sa.Table(
     sa.Column("ha1_md5", sa.String(32), nullable=False),
     sa.Column("ha1_sha256", sa.String(64), nullable=False),
     sa.Column("ha1_sha512_256", sa.String(64), nullable=True),  # where OpenSSL has it
+    # The password itself, kept only for accounts vpbx generated (directory sync), so the
+    # owner can provision a phone (API sip-credentials); None for passwords a person chose.
+    sa.Column("secret", sa.String(128), nullable=True),
     sa.Column("max_calls", sa.Integer, nullable=False, server_default="4"),
     sa.Column("allowed_cidrs", sa.Text, nullable=False, server_default="[]"),  # JSON list
     sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
@@ -150,10 +153,14 @@ api_tokens: Final = sa.Table(
     sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
     sa.Column("role", sa.String(64), nullable=False),
     sa.Column("description", sa.String(255), nullable=False, server_default=""),
+    # A login session's token acts for one user (their role and scope); None: a service token.
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_used_at", Time, nullable=True),
+    sa.Column("expires_at", Time, nullable=True),  # None: until revoked
     sa.Column("revoked_at", Time, nullable=True),
 )
+sa.Index(None, api_tokens.c.user_id)
 
 directory_runs: Final = sa.Table(
     "directory_runs",
