@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -49,6 +50,7 @@ log = get_logger("vpbx.serve")
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 HOUSEKEEPING_S: Final = 5.0
+GC_GEN0_THRESHOLD: Final = 50_000
 
 Fingerprint = tuple[Any, ...]
 
@@ -314,8 +316,20 @@ async def _main(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int
     return EXIT_OK
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper collections: what was imported at start-up is frozen out of the
+    collector's sight, and the youngest generation is collected every 50,000 allocations
+    instead of 700. A SIP server allocates a burst of short-lived objects per request;
+    with the defaults, full collections over the whole heap stalled the loop long enough
+    for phones to retransmit (RFC 3261 T1 = 500 ms) under load."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
+
+
 def run(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int:
     """Runs `vpbx serve` on uvloop until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(settings.log_level)
+    tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(settings, accounts))
