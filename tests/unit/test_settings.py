@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vpbx.settings import MediaNodeSettings, SettingsError, load_settings, parse_host_port
+from vpbx.settings import MediaNodeSettings, ServeSettings, SettingsError, load_settings, parse_host_port
 
 
 @pytest.fixture(autouse=True)
@@ -135,3 +135,12 @@ def test_serve_table_refuses_bad_values() -> None:
         load_settings(serve={"trusted": ["10.0.0.0/33"]})
     with pytest.raises(SettingsError, match="min_expires"):
         load_settings(serve={"min_expires": 600, "default_expires": 300})
+
+
+def test_the_serve_example_in_deploy_is_valid_and_names_every_key() -> None:
+    example = Path(__file__).parents[2] / "deploy" / "vpbx.toml.example"
+    text = example.read_text()
+    serve = load_settings(example).serve
+    assert serve.sip_listen == "0.0.0.0:5060" and serve.realm == "pbx.example.com"
+    missing = [key for key in ServeSettings.model_fields if f"\n{key} = " not in text]
+    assert missing == [], f"keys the example does not show: {missing}"
