@@ -1,8 +1,9 @@
-"""SIP over UDP and TCP on asyncio (uvloop in production): bytes in -> parse ->
-TransactionLayer.receive; actions out -> socket writes (RFC 3261 §18).
+"""SIP over UDP, TCP and TLS on asyncio (uvloop in production): bytes in -> parse ->
+TransactionLayer.receive; actions out -> socket writes (RFC 3261 §18, §26.2.1 for TLS).
 
     transport = SipTransport(TransactionLayer(), tu=on_action, guard=guard)
     await transport.listen("0.0.0.0", 5060)          # UDP and TCP on the same port
+    await transport.listen_tls("0.0.0.0", 5061, server_context)   # optional
     transport.respond(key, response)                  # from the TU
 
 - Received requests get `received` (and `rport` when asked) on their top Via
@@ -10,9 +11,10 @@ TransactionLayer.receive; actions out -> socket writes (RFC 3261 §18).
 - Malformed messages are answered with SipParseError.response() (400, 505, 413 ...)
   or dropped when no answer can be formed (DESIGN.md rule 7); a TCP connection whose
   framing is lost is closed after that answer.
-- TCP: one connection per remote address, reused for everything sent there (§18.1.1,
-  §18.2.2 responses go back on the connection the request came in on); StreamFramer
-  cuts messages and answers CRLFCRLF keep-alive pings with CRLF (RFC 5626 §3.5.1).
+- TCP and TLS: one connection per (transport, remote address), reused for everything sent
+  there (§18.1.1, §18.2.2 responses go back on the connection the request came in on);
+  StreamFramer cuts messages and answers CRLFCRLF keep-alive pings with CRLF (RFC 5626
+  §3.5.1). A TLS connection we open ourselves verifies the peer with `tls_client`.
 - Timers: one loop.call_at for TransactionLayer.next_deadline().
 - The source guard (rate limits, bans) runs before parsing: dropped means no answer.
 
@@ -23,6 +25,7 @@ Two clocks: the transaction layer runs on loop.time() (monotonic); the guard is 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -99,10 +102,11 @@ class _Datagram(asyncio.DatagramProtocol):
 
 
 class _Stream(asyncio.Protocol):
-    """One TCP connection: StreamFramer in, writes out."""
+    """One TCP or TLS connection: StreamFramer in, writes out."""
 
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, name: str = "TCP") -> None:
         self.owner = owner
+        self.name = name  # "TCP" or "TLS": the transport a Via names
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Dest = ("", 0)
@@ -111,7 +115,7 @@ class _Stream(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.peer = _peer(transport.get_extra_info("peername"))
         self.owner.stats.connections += 1
-        self.owner.connections[self.peer] = self
+        self.owner.connections[self.name, self.peer] = self
 
     def data_received(self, data: bytes) -> None:
         owner = self.owner
@@ -121,7 +125,7 @@ class _Stream(asyncio.Protocol):
             elif isinstance(item, KeepAlive):
                 self.write(PONG)
             else:
-                owner.answer_error(item, self.peer, "TCP", self)
+                owner.answer_error(item, self.peer, self.name, self)
         if self.framer.failed and self.transport is not None:
             self.transport.close()
 
@@ -130,8 +134,9 @@ class _Stream(asyncio.Protocol):
             self.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.owner.connections.get(self.peer) is self:
-            del self.owner.connections[self.peer]
+        key = (self.name, self.peer)
+        if self.owner.connections.get(key) is self:
+            del self.owner.connections[key]
         self.transport = None
 
 
@@ -152,14 +157,16 @@ class SipTransport:
         self.guard = guard
         self.wall = wall
         self.stats = TransportStats()
-        self.connections: dict[Dest, _Stream] = {}
+        self.connections: dict[tuple[str, Dest], _Stream] = {}
+        self.tls_client: ssl.SSLContext | None = None  # for TLS connections we open
+        self.tls_address: Dest | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._periodic: list[asyncio.TimerHandle] = []
-        self._pending: dict[Dest, list[tuple[bytes, TransactionKey | None]]] = {}
+        self._pending: dict[tuple[str, Dest], list[tuple[bytes, TransactionKey | None]]] = {}
         self._closed: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: Dest = ("", 0)
@@ -194,6 +201,15 @@ class SipTransport:
             self._closed = loop.create_future()
             return bound
         raise OSError(f"no port free for both UDP and TCP on {host}")
+
+    async def listen_tls(self, host: str, port: int, context: ssl.SSLContext) -> Dest:
+        """SIP over TLS on host:port (RFC 3261 §26.2.1; port 0: a free one) with the server
+        certificate in `context`. Returns the bound address."""
+        server = await self.loop.create_server(lambda: _Stream(self, "TLS"), host, port, ssl=context)
+        self._servers.append(server)
+        sockets = server.sockets
+        self.tls_address = _peer(sockets[0].getsockname()) if sockets else (host, port)
+        return self.tls_address
 
     def every(self, seconds: float, fn: Callable[[], object]) -> None:
         """Run `fn` every `seconds` until close (housekeeping: expiry, sweeps)."""
@@ -249,9 +265,9 @@ class SipTransport:
         try:
             msg = parse_message(data, stream=True)
         except SipParseError as err:
-            self.answer_error(err, conn.peer, "TCP", conn)
+            self.answer_error(err, conn.peer, conn.name, conn)
             return
-        self._receive(msg, conn.peer, "TCP")
+        self._receive(msg, conn.peer, conn.name)
 
     def _receive(self, msg: Request | Response, source: Dest, transport: str) -> None:
         if isinstance(msg, Request):
@@ -309,33 +325,38 @@ class SipTransport:
             if self._udp is not None:
                 self._udp.sendto(send.data, send.dest)
             return
-        conn = self.connections.get(send.dest)
+        name = "TLS" if send.transport == "TLS" else "TCP"
+        conn = self.connections.get((name, send.dest))
         if conn is not None and conn.transport is not None:
             conn.write(send.data)
             return
-        self._connect(send.dest, send.data, send.key)
+        self._connect(name, send.dest, send.data, send.key)
 
-    def _connect(self, dest: Dest, data: bytes, key: TransactionKey | None) -> None:
-        """Open a TCP connection to `dest` and send once it is up; a failure is reported
-        to the transaction layer (§17.1.4, §17.2.4)."""
-        queued = self._pending.get(dest)
+    def _connect(self, name: str, dest: Dest, data: bytes, key: TransactionKey | None) -> None:
+        """Open a TCP (or TLS) connection to `dest` and send once it is up; a failure is
+        reported to the transaction layer (§17.1.4, §17.2.4)."""
+        slot = (name, dest)
+        queued = self._pending.get(slot)
         if queued is not None:
             queued.append((data, key))
             return
-        self._pending[dest] = [(data, key)]
+        self._pending[slot] = [(data, key)]
+        context = None
+        if name == "TLS":
+            context = self.tls_client or ssl.create_default_context()
 
         async def connect() -> None:
             try:
-                await self.loop.create_connection(lambda: _Stream(self), dest[0], dest[1])
-            except OSError:
+                await self.loop.create_connection(lambda: _Stream(self, name), dest[0], dest[1], ssl=context)
+            except (OSError, ssl.SSLError):  # refused, unreachable, or the certificate did not verify
                 self.stats.send_errors += 1
                 now = self.loop.time()
-                for _data, k in self._pending.pop(dest, []):
+                for _data, k in self._pending.pop(slot, []):
                     if k is not None:
                         self.process(self.layer.transport_error(k, now))
                 return
-            conn = self.connections.get(dest)
-            for d, _k in self._pending.pop(dest, []):
+            conn = self.connections.get(slot)
+            for d, _k in self._pending.pop(slot, []):
                 if conn is not None:
                     conn.write(d)
 
