@@ -29,6 +29,7 @@ normalized like vpbx.store.numbers so `numbers.route_number` finds it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -171,10 +172,8 @@ def _user_of(uri: object) -> str | None:
 def inbound_did(request: Request, trunk: TrunkSpec) -> str | None:
     """The called company number of an inbound request (module doc)."""
     candidates = [_user_of(request.uri)]
-    try:
+    with contextlib.suppress(SipParseError):
         candidates.append(_user_of(request.to.uri))
-    except SipParseError:
-        pass
     for user in candidates:
         if user is None or user == trunk.username:
             continue
