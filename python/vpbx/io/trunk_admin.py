@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpbx.store import Database, data_dir_url
-from vpbx.store.db import DATABASE_FILE
 from vpbx.store import trunks as trunks_repo
+from vpbx.store.db import DATABASE_FILE
 from vpbx.store.trunks import Trunk, TrunkSpec
 
 __all__ = ["add_trunk", "list_trunks", "remove_trunk", "server_status", "set_enabled"]
