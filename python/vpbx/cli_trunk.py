@@ -96,14 +96,25 @@ def trunk_add(  # noqa: PLR0917 (one parameter per flag)
 
 
 @trunk_app.command("list")
-def trunk_list(ctx: typer.Context) -> None:
-    """List trunks; with a server running (its --http-listen), their registration state too."""
+def trunk_list(
+    ctx: typer.Context,
+    http: Annotated[
+        str | None,
+        typer.Option("--http", help="The running server's /health HOST:PORT (default: serve's http_listen)."),
+    ] = None,
+) -> None:
+    """List trunks; when a server answers on its HTTP address, their registration state too."""
     from vpbx.io import trunk_admin  # noqa: PLC0415
+    from vpbx.settings import SettingsError, parse_host_port  # noqa: PLC0415
 
     settings = _serve_settings(ctx)
+    try:
+        address = settings.http_address if http is None else parse_host_port(http)
+    except SettingsError as e:
+        _fail(str(e), 2)
     with _store_errors():
         rows = trunk_admin.list_trunks(settings.data_dir)
-    status = trunk_admin.server_status(settings.http_address) if rows else None
+    status = trunk_admin.server_status(address) if rows else None
     table = Table(title=f"trunks in {settings.database_path}")
     columns = ["name", "server", "user", "register", "prefixes", "rewrite", "caller id", "intl", "enabled"]
     for col in [*columns, *(["state", "last error"] if status is not None else [])]:

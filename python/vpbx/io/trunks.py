@@ -349,7 +349,8 @@ class TrunkManager:
         return {s.name: s.state == "registered" for s in self.statuses()}
 
     def registration_failures(self) -> dict[str, int]:
-        return dict(self.failures)
+        """Every configured trunk (0 when it never failed) and removed ones that failed."""
+        return {name: 0 for name in self.config} | self.failures
 
     # -- shutdown -------------------------------------------------------------------------------
 
