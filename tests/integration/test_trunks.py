@@ -1,7 +1,8 @@
 """Trunks over real sockets: SIPp plays the upstream provider's registrar; `vpbx serve` with
 a trunk added through the CLI registers to it with digest auth (SIPp checks the digest),
-refreshes, shows vpbx_trunk_registered 1, and sends Expires: 0 when the trunk is removed. A
-provider answering 403 leaves the trunk "failing" in /health and /metrics."""
+refreshes, shows vpbx_trunk_registered 1, and sends Expires: 0 when the trunk is disabled
+(removing it then drops it from /health) or the server stops. A provider answering 403
+leaves the trunk "failing" in /health and /metrics."""
 
 from __future__ import annotations
 
@@ -141,9 +142,13 @@ def test_trunk_registers_with_digest_refreshes_and_unregisters(
             listed.stdout
         )
 
+        disabled = cli(data_dir, "trunk", "disable", "prov")
+        assert disabled.returncode == 0, disabled.stderr
+        assert provider.wait(10) == 0, provider.messages()[-3000:]  # the Expires: 0 REGISTER got its 200
+        wait_for("disabled in /health", lambda: trunk_health(server)["prov"]["state"] == "disabled")
+        assert metric(server, "vpbx_trunk_registered", "prov") == 0.0
         removed = cli(data_dir, "trunk", "remove", "prov")
         assert removed.returncode == 0, removed.stderr
-        assert provider.wait(10) == 0, provider.messages()[-3000:]  # the Expires: 0 REGISTER got its 200
         wait_for("trunk gone from /health", lambda: "prov" not in trunk_health(server))
         assert metric(server, "vpbx_trunk_registered", "prov") is None
     finally:
@@ -176,3 +181,20 @@ def test_provider_refusing_the_trunk_shows_it_failing(serve: tuple[VpbxServer, P
         assert "failing" in listed.stdout and "403 Forbidden" in listed.stdout, listed.stdout
     finally:
         provider.stop()
+
+
+def test_server_stop_unregisters_the_trunk(serve: tuple[VpbxServer, Path], tmp_path: Path) -> None:
+    server, data_dir = serve
+    provider = Provider("trunk_registrar.xml", tmp_path)
+    try:
+        added = cli(
+            data_dir, "trunk", "add", "prov", "--host", "127.0.0.1", "--port", str(provider.port),
+            "--username", USER, "--secret", SECRET,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        wait_for("registered", lambda: metric(server, "vpbx_trunk_registered", "prov") == 1.0)
+        assert server.stop() == 0  # SIGTERM
+        assert provider.wait(10) == 0, provider.messages()[-3000:]
+    finally:
+        provider.stop()
+    assert re.search(r"^Expires: 0\r?$", provider.messages(), re.MULTILINE)
