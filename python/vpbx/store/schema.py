@@ -184,7 +184,8 @@ sa.Index(None, directory_runs.c.started_at)
 # Upstream SIP provider trunks, set up the way FreePBX/Asterisk trunks are. `secret` is the
 # provider password in clear text: it is needed to answer the provider's digest challenges
 # (an HA1 would tie it to one realm and algorithm). It is a credential: DATA_DIR/vpbx.db
-# must be readable by the vpbx user only (mode 0600, as deploy/ sets up).
+# must be readable by the vpbx user only (`vpbx trunk add` makes the files 0600; a service
+# unit for `vpbx serve` should run with UMask=0077 so new WAL/SHM files are private too).
 trunks: Final = sa.Table(
     "trunks",
     metadata,
