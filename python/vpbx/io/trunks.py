@@ -37,7 +37,7 @@ from vpbx.io.sip_transport import SipTransport
 from vpbx.logs import get_logger
 from vpbx.pbx.trunk_registration import TrunkRegistration
 from vpbx.sip import Request, Response
-from vpbx.sip.transaction_actions import Deliver, Timeout, TransportError
+from vpbx.sip.transaction_actions import Deliver, Timeout, TransactionLimitError, TransportError
 from vpbx.sip_service import SipService
 from vpbx.store import Database
 from vpbx.store import trunks as trunks_repo
@@ -230,7 +230,11 @@ class TrunkManager:
             self._jobs.add(job)
             job.add_done_callback(self._jobs.discard)
             return
-        key = self.transport.send_request(request, entry.dest, entry.trunk.transport.upper())
+        try:
+            key = self.transport.send_request(request, entry.dest, entry.trunk.transport.upper())
+        except (TransactionLimitError, OSError) as exc:  # overloaded, or the socket is gone
+            self._after(entry, entry.machine.on_failure(f"cannot send: {exc}", self._now()))
+            return
         self.service.track(key, lambda action: self._on_result(entry, action))
 
     async def _resolve_and_send(self, entry: _Entry, request: Request) -> None:
