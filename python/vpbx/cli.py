@@ -290,6 +290,9 @@ calls_app = typer.Typer(help="Call detail records.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(number_app, name="number")
 app.add_typer(calls_app, name="calls")
+from vpbx.cli_trunk import trunk_app  # noqa: E402 (it uses the helpers above)
+
+app.add_typer(trunk_app, name="trunk")
 
 
 @user_app.command("add")

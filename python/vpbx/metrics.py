@@ -50,6 +50,8 @@ __all__ = [
     "NodeFigures",
     "SipCollector",
     "SipFigures",
+    "TrunkCollector",
+    "TrunkFigures",
 ]
 
 #: ``command`` label values besides the NG command names: no known command in the request.
@@ -88,6 +90,18 @@ class SipFigures(Protocol):
 
     def sip_requests(self) -> Mapping[str, int]:
         """SIP requests received, by method (a bounded set: known methods and "other")."""
+        ...
+
+
+class TrunkFigures(Protocol):
+    """What :class:`TrunkCollector` reads at scrape time (vpbx.io.trunks.TrunkManager)."""
+
+    def registered(self) -> Mapping[str, bool]:
+        """Every configured trunk by name: registered with its provider now?"""
+        ...
+
+    def registration_failures(self) -> Mapping[str, int]:
+        """Failed registration attempts by trunk name since the start."""
         ...
 
 
@@ -209,6 +223,10 @@ class Metrics:
     def add_sip(self, figures: SipFigures) -> None:
         """Expose the SIP service's figures (read at each scrape)."""
         self.registry.register(SipCollector(figures))
+
+    def add_trunks(self, figures: TrunkFigures) -> None:
+        """Expose the trunks' registration figures (read at each scrape)."""
+        self.registry.register(TrunkCollector(figures))
 
     def add_engine(self, figures: NodeFigures) -> None:
         """Expose the engine's figures (read at each scrape)."""
@@ -378,3 +396,32 @@ class SipCollector(Collector):
                 "Registration changes waiting to be written.",
                 value=pending,
             )
+
+
+class TrunkCollector(Collector):
+    """Trunk registration state. Trunk names are configuration (a handful, chosen by the
+    operator), not users or calls, so they are fine as a label."""
+
+    def __init__(self, figures: TrunkFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        registered = GaugeMetricFamily(
+            "vpbx_trunk_registered",
+            "1 when the trunk is registered with its provider, else 0.",
+            labels=["trunk"],
+        )
+        for name, up in sorted(self.figures.registered().items()):
+            registered.add_metric([name], 1.0 if up else 0.0)
+        yield registered
+        failures = CounterMetricFamily(
+            "vpbx_trunk_registration_failures",
+            "Registration attempts that failed (rejected, refused, timed out), by trunk.",
+            labels=["trunk"],
+        )
+        for name, n in sorted(self.figures.registration_failures().items()):
+            failures.add_metric([name], n)
+        yield failures

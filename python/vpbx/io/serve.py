@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from vpbx.io.http import start_http
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
+from vpbx.io.trunks import TrunkManager
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
@@ -161,6 +162,7 @@ class Server:
         self.http_address: tuple[str, int] = ("", 0)
         self.metrics = Metrics()
         self.metrics.add_sip(self)
+        self.trunks: TrunkManager | None = None  # set once SIP listens
 
     # SipFigures
     def registrar_stats(self) -> RegistrarStats:
@@ -193,6 +195,7 @@ class Server:
             "registration_writes_pending": self.writer.pending,
             "registration_write_failures": stats.failures,
             "registration_last_error": stats.last_error,
+            "trunks": [] if self.trunks is None else self.trunks.health(),
         }
 
 
@@ -258,6 +261,10 @@ async def _serve(  # noqa: PLR0917
     try:
         server.sip_address = await transport.listen(*settings.sip_address)
         transport.every(HOUSEKEEPING_S, service.housekeeping)
+        server.trunks = await TrunkManager.open(
+            db, transport, service, listen=server.sip_address, reload_interval_s=settings.reload_interval_s
+        )
+        server.metrics.add_trunks(server.trunks)
         http = await start_http(
             *settings.http_address, metrics=server.metrics.exposition, health=server.health
         )
@@ -279,6 +286,8 @@ async def _serve(  # noqa: PLR0917
         await stop.wait()
         log.info("serve_stopping")
     finally:
+        if server.trunks is not None:
+            await server.trunks.close()  # unregisters while the transport still runs
         transport.close()
         if reload_task is not None:
             reload_task.cancel()

@@ -180,3 +180,34 @@ directory_runs: Final = sa.Table(
     sa.Column("report", sa.Text, nullable=False, server_default="{}"),  # JSON details
 )
 sa.Index(None, directory_runs.c.started_at)
+
+# Upstream SIP provider trunks, set up the way FreePBX/Asterisk trunks are. `secret` is the
+# provider password in clear text: it is needed to answer the provider's digest challenges
+# (an HA1 would tie it to one realm and algorithm). It is a credential: DATA_DIR/vpbx.db
+# must be readable by the vpbx user only (`vpbx trunk add` makes the files 0600; a service
+# unit for `vpbx serve` should run with UMask=0077 so new WAL/SHM files are private too).
+trunks: Final = sa.Table(
+    "trunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False, server_default="5060"),
+    sa.Column("transport", sa.String(8), nullable=False, server_default="udp"),  # udp | tcp
+    sa.Column("username", sa.String(128), nullable=False),
+    sa.Column("auth_username", sa.String(128), nullable=True),  # None: username
+    sa.Column("secret", sa.String(255), nullable=False),
+    sa.Column("from_user", sa.String(128), nullable=True),  # None: username
+    sa.Column("from_domain", sa.String(255), nullable=True),  # None: host
+    sa.Column("register", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("register_interval_s", sa.Integer, nullable=False, server_default="300"),
+    sa.Column("outbound_prefixes", sa.Text, nullable=False, server_default="[]"),  # JSON list
+    sa.Column("strip_digits", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("add_prefix", sa.String(32), nullable=False, server_default=""),
+    sa.Column("caller_id", sa.String(64), nullable=True),
+    sa.Column("allow_international", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("inbound_cidrs", sa.Text, nullable=False, server_default="[]"),  # JSON list
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
