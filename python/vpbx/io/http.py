@@ -1,14 +1,18 @@
-"""The media node's small HTTP side, in the same event loop: ``/metrics`` (Prometheus text
-format) and ``/health`` (JSON). aiohttp runs inside the running loop through ``AppRunner``;
-the REST API of the control plane will bring its own framework choice."""
+"""The HTTP side, in the same event loop: ``/metrics`` (Prometheus text format),
+``/health`` (JSON) and, for `vpbx serve`, the REST API under ``/api/v1`` (vpbx.api).
+aiohttp runs inside the running loop through ``AppRunner``."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from vpbx.api import ApiContext
 
 __all__ = ["HttpServer", "start_http"]
 
@@ -27,7 +31,7 @@ class HttpServer:
         await self._runner.cleanup()
 
 
-def _app(metrics: Callable[[], bytes], health: Health) -> web.Application:
+def _app(metrics: Callable[[], bytes], health: Health, api: ApiContext | None) -> web.Application:
     async def get_metrics(request: web.Request) -> web.Response:
         body = metrics()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -39,14 +43,27 @@ def _app(metrics: Callable[[], bytes], health: Health) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/health", get_health)
+    if api is not None:
+        from vpbx.api import API_PREFIX, build_api_app  # noqa: PLC0415 (the media node needs no API)
+
+        app.add_subapp(API_PREFIX, build_api_app(api))
     return app
 
 
-async def start_http(host: str, port: int, *, metrics: Callable[[], bytes], health: Health) -> HttpServer:
-    """Serve ``/metrics`` and ``/health`` on ``host:port`` (port 0 picks a free one)."""
-    runner = web.AppRunner(_app(metrics, health), access_log=None, handle_signals=False)
+async def start_http(
+    host: str,
+    port: int,
+    *,
+    metrics: Callable[[], bytes],
+    health: Health,
+    api: ApiContext | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> HttpServer:
+    """Serve ``/metrics`` and ``/health`` (and the API when `api` is given) on
+    ``host:port`` (port 0 picks a free one), over TLS when `ssl_context` is given."""
+    runner = web.AppRunner(_app(metrics, health, api), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except BaseException:
