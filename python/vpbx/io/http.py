@@ -12,9 +12,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from vpbx.api import ApiContext
+    from pathlib import Path
 
-__all__ = ["HttpServer", "start_http"]
+    from vpbx.api import ApiContext
+    from vpbx.settings import ServeSettings
+    from vpbx.store import Database
+
+__all__ = ["HttpServer", "api_context", "start_http", "tls_context"]
 
 Health = Callable[[], dict[str, Any]]
 """Returns the /health document; a ``status`` other than ``ok`` answers 503."""
@@ -71,3 +75,23 @@ async def start_http(
         raise
     bound = runner.addresses[0] if runner.addresses else (host, port)
     return HttpServer(runner, (str(bound[0]), int(bound[1])))
+
+
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """A server TLS context (TLS 1.2+) for HTTPS, or None for plain HTTP."""
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def api_context(settings: ServeSettings, db: Database, *, sip_address: tuple[str, int]) -> ApiContext:
+    """The API's context for `vpbx serve` (`sip_address`: where SIP is bound). No directory
+    seams yet: the directory sync wires `sync` and `directory_login` in when configured."""
+    from vpbx.api import ApiContext  # noqa: PLC0415
+
+    host, port = sip_address
+    public = settings.realm if host in {"0.0.0.0", "::", ""} else host
+    return ApiContext(db=db, realm=settings.realm, sip_server=f"{public}:{port}")
