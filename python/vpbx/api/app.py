@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .auth import authenticate
 from .context import ApiContext, Call
-from .errors import ApiError
+from .errors import ERROR_STATUS, ApiError
 from .handlers import ROUTES, json_response
 from .rbac import check
 from .routes import Handler, Route
@@ -21,6 +21,7 @@ __all__ = ["CONTEXT_KEY", "build_api_app"]
 
 log = logging.getLogger(__name__)
 CONTEXT_KEY: Final = web.AppKey("vpbx_api_context", ApiContext)
+_CODE_OF: Final = {status: code for code, status in ERROR_STATUS.items()}
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -50,7 +51,7 @@ async def _errors(request: web.Request, handler: AiohttpHandler) -> web.StreamRe
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "bad_request")
+        code = _CODE_OF.get(e.status, "bad_request")
         message = "no such API path" if e.status == 404 else e.reason
         return json_response({"error": {"code": code, "message": message}}, e.status)
     except Exception:

@@ -133,6 +133,7 @@ async def login(ctx: ApiContext, login_name: str, password: str, *, source: str)
                 raise ApiError("unavailable", "the directory cannot be reached; try again later")
             raise unauthorized(BAD_LOGIN)
         ctx.guard.record_auth_success(source, mono)
+        await tokens.purge_expired(conn, now=now)  # old sessions do not pile up
         expires = now + ctx.session_ttl_s
         record, plaintext = await tokens.create_token(
             conn,

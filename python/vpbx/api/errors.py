@@ -16,6 +16,7 @@ ERROR_STATUS: Final[Mapping[str, int]] = {
     "method_not_allowed": 405,
     "not_acceptable": 406,
     "conflict": 409,  # e.g. a directory sync is already running
+    "payload_too_large": 413,
     "too_many_requests": 429,  # login attempts from this address are paused
     "internal": 500,
     "unavailable": 503,  # a part the request needs is not configured or not reachable

@@ -77,8 +77,9 @@ async def _login(call: Call) -> web.StreamResponse:
         body = LoginIn.model_validate_json(await call.request.read())
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "body"
-        raise ApiError("bad_request", f"body field {where!r}: {first['msg']}") from None
+        where = ".".join(str(x) for x in first["loc"])
+        prefix = f"body field {where!r}" if where else "body"
+        raise ApiError("bad_request", f"{prefix}: {first['msg']}") from None
     source = call.request.remote or "unknown"
     token, expires, extension = await auth.login(call.ctx, body.login, body.password, source=source)
     return json_response({"token": token, "expires_at": expires, "extension": extension})
