@@ -231,21 +231,39 @@ _SUMS = (sa.func.count(), sa.func.sum(cdrs.c.duration_s), sa.func.sum(cdrs.c.bil
 async def analytics(
     conn: AsyncConnection, scope_cond: sa.ColumnElement[bool], f: CdrFilter, *, dialect: str
 ) -> dict[str, Any]:
-    where = [scope_cond, *f.conditions()]
-    answered = sa.func.sum(sa.case((cdrs.c.disposition == "answered", 1), else_=0))
+    """One grouped scan (day x direction x result), folded into the three views here."""
     day = _floor(dialect, cdrs.c.started_at / DAY_S).label("day")
-    total = (await conn.execute(sa.select(*_SUMS).where(*where))).one()
-    by_day = []
-    for d, n, ans, dur, bill in await conn.execute(
-        sa.select(day, sa.func.count(), answered, *_SUMS[1:]).where(*where).group_by(day).order_by(day)
-    ):
-        date = datetime.fromtimestamp(int(d) * DAY_S, UTC).date().isoformat()
-        by_day.append({"day": date, "calls": int(n), "answered": int(ans or 0), **_tally(n, dur, bill)})
-    by: dict[str, dict[str, Any]] = {}
-    for name, column in (("by_direction", cdrs.c.direction), ("by_result", cdrs.c.disposition)):
-        rows = await conn.execute(sa.select(column, *_SUMS).where(*where).group_by(column).order_by(column))
-        by[name] = {str(k): _tally(n, dur, bill) for k, n, dur, bill in rows}
-    return {"total": _tally(*total), "by_day": by_day, **by}
+    query = (
+        sa.select(day, cdrs.c.direction, cdrs.c.disposition, *_SUMS)
+        .where(scope_cond, *f.conditions())
+        .group_by(day, cdrs.c.direction, cdrs.c.disposition)
+    )
+    zero = {"calls": 0, "duration_s": 0.0, "billsec": 0.0}
+    total = dict(zero)
+    days: dict[int, dict[str, Any]] = {}
+    by: dict[str, dict[str, dict[str, Any]]] = {"by_direction": {}, "by_result": {}}
+    for d, direction, disposition, n, dur, bill in await conn.execute(query):
+        tally = _tally(n, dur, bill)
+        row = days.setdefault(int(d), {"answered": 0, **zero})
+        if disposition == "answered":
+            row["answered"] += tally["calls"]
+        for bucket in (
+            total,
+            row,
+            by["by_direction"].setdefault(str(direction), dict(zero)),
+            by["by_result"].setdefault(str(disposition), dict(zero)),
+        ):
+            for k, v in tally.items():
+                bucket[k] += v
+    by_day = [
+        {"day": datetime.fromtimestamp(d * DAY_S, UTC).date().isoformat(), **days[d]} for d in sorted(days)
+    ]
+    return {
+        "total": total,
+        "by_day": by_day,
+        "by_direction": dict(sorted(by["by_direction"].items())),
+        "by_result": dict(sorted(by["by_result"].items())),
+    }
 
 
 async def billing(conn: AsyncConnection, f: CdrFilter, *, dialect: str) -> dict[str, Any]:
