@@ -25,6 +25,7 @@ from vpbx.api.models import (
     UserList,
     UserOut,
 )
+from vpbx.store import users
 
 ROLES = ("employee", "team_lead", "marketer", "accountant", "admin")
 
@@ -191,6 +192,8 @@ def test_bad_parameters_are_400_naming_the_parameter(api: ApiServer) -> None:
         "/api/v1/calls?from=2026-09-22&to=2026-09-21": "'to'",
         "/api/v1/users?enabled=perhaps": "'enabled'",
         "/api/v1/calls/abc/recording": "'id'",
+        "/api/v1/calls?department=Support": "'department'",  # not a filter of /calls: said so
+        "/api/v1/me?x=1": "'x'",
     }
     for path, name in cases.items():
         status, doc = api.get(path, "admin")
@@ -315,3 +318,30 @@ def test_openapi_matches_the_routes(api: ApiServer) -> None:
         for op in ops.values():
             assert "401" in op["responses"] or op["security"] == []
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_directory_login_seam(tmp_path: Path) -> None:
+    with api_server(tmp_path) as api:
+
+        async def mark_directory_user() -> None:
+            async with api.db.begin() as conn:
+                assert await users.update_user(conn, "2001", now=0.0, directory_id="guid-2001")
+
+        api.run(mark_directory_user())
+        down = False
+
+        async def ldap(login: str, password: str) -> str | None:
+            if down:
+                raise OSError("ldap://dc1: connection refused")
+            return "guid-2001" if (login, password) == ("dina", "ldap-pw") else None
+
+        api.ctx.directory_login = ldap
+        login = "/api/v1/auth/login"
+        status, _, raw = api.request("POST", login, body={"login": "dina", "password": "ldap-pw"})
+        assert status == 200 and json.loads(raw)["extension"] == "2001"
+        # a directory user's SIP password is not a login password
+        assert api.request("POST", login, body={"login": "2001", "password": "dina-pw"})[0] == 401
+        down = True
+        assert api.request("POST", login, body={"login": "1003", "password": "carl-pw"})[0] == 200
+        status, _, raw = api.request("POST", login, body={"login": "dina", "password": "ldap-pw"})
+        assert status == 503 and b"directory cannot be reached" in raw and b"dc1" not in raw

@@ -28,8 +28,12 @@ AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _guarded(route: Route, ctx: ApiContext) -> AiohttpHandler:
     """The handler behind `route`: authenticate, check `route.need`, then call it."""
     handler: Handler = route.handler
+    known = {p.name for p in route.params if p.where == "query"}
 
     async def run(request: web.Request) -> web.StreamResponse:
+        if unknown := sorted(set(request.query) - known):
+            takes = ", ".join(sorted(known)) or "none"
+            raise ApiError("bad_request", f"unknown parameter {unknown[0]!r} (this endpoint takes: {takes})")
         now = ctx.clock()
         principal = None
         if route.auth:

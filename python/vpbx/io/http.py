@@ -4,8 +4,9 @@ aiohttp runs inside the running loop through ``AppRunner``."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -87,11 +88,29 @@ def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
-def api_context(settings: ServeSettings, db: Database, *, sip_address: tuple[str, int]) -> ApiContext:
-    """The API's context for `vpbx serve` (`sip_address`: where SIP is bound). No directory
-    seams yet: the directory sync wires `sync` and `directory_login` in when configured."""
+def api_context(
+    settings: ServeSettings,
+    db: Database,
+    *,
+    sip_address: tuple[str, int],
+    sync: Callable[[bool], Awaitable[Mapping[str, Any]]] | None = None,
+    directory_login: Callable[[str, str], str | None] | None = None,
+) -> ApiContext:
+    """The API's context for `vpbx serve` (`sip_address`: where SIP is bound). `sync` runs
+    a directory sync (argument: dry_run); `directory_login` is the blocking LDAP bind
+    (login, password) -> directory id, run here in a worker thread. Both None: the API
+    answers that the directory is not configured, and only local users log in."""
     from vpbx.api import ApiContext  # noqa: PLC0415
 
     host, port = sip_address
     public = settings.realm if host in {"0.0.0.0", "::", ""} else host
-    return ApiContext(db=db, realm=settings.realm, sip_server=f"{public}:{port}")
+    threaded = None
+    if directory_login is not None:
+        blocking = directory_login
+
+        async def threaded(login: str, password: str) -> str | None:
+            return await asyncio.to_thread(blocking, login, password)
+
+    return ApiContext(
+        db=db, realm=settings.realm, sip_server=f"{public}:{port}", sync=sync, directory_login=threaded
+    )
