@@ -66,6 +66,7 @@ class ApiServer:
     tokens: dict[str, str] = field(default_factory=dict)  # role or name -> plaintext
     recordings: Path = Path()
     sync_calls: list[bool] = field(default_factory=list)
+    http: HttpServer | None = None
 
     def run(self, coro: Awaitable[T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)  # type: ignore[arg-type]
@@ -185,7 +186,7 @@ def api_server(tmp: Path, *, with_sync: bool = True) -> Iterator[ApiServer]:
         http = run(start_http("127.0.0.1", 0, metrics=lambda: b"", health=lambda: {"status": "ok"}, api=ctx))
         host, port = http.address
         server = ApiServer(
-            f"http://{host}:{port}", db, ctx, loop, recordings=recordings, sync_calls=sync_calls
+            f"http://{host}:{port}", db, ctx, loop, recordings=recordings, sync_calls=sync_calls, http=http
         )
         run(_seed(server, recordings))
         yield server

@@ -32,6 +32,11 @@ class HttpServer:
         self._runner = runner
         self.address = address
 
+    @property
+    def app(self) -> web.Application:
+        """The root application (its router lists every route served)."""
+        return self._runner.app
+
     async def close(self) -> None:
         await self._runner.cleanup()
 
