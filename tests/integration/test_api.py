@@ -350,3 +350,32 @@ def test_directory_login_seam(tmp_path: Path) -> None:
         assert api.request("POST", login, body={"login": "1003", "password": "carl-pw"})[0] == 200
         status, _, raw = api.request("POST", login, body={"login": "dina", "password": "ldap-pw"})
         assert status == 503 and b"directory cannot be reached" in raw and b"dc1" not in raw
+
+
+def test_role_changes_and_disabling_apply_to_live_sessions(tmp_path: Path) -> None:
+    with api_server(tmp_path) as api:
+        status, _, raw = api.request(
+            "POST", "/api/v1/auth/login", body={"login": "1003", "password": "carl-pw"}
+        )
+        token = json.loads(raw)["token"]
+        assert api.get("/api/v1/billing/summary", token)[0] == 403
+
+        async def change(work: str) -> None:
+            async with api.db.begin() as conn:
+                if work == "grant":
+                    await users.grant_role(conn, "1003", "accountant")
+                elif work == "revoke":
+                    await users.revoke_role(conn, "1003", "accountant")
+                else:
+                    await users.set_user_enabled(conn, "1003", False, now=0.0)
+
+        api.run(change("grant"))
+        assert api.get("/api/v1/billing/summary", token)[0] == 200
+        api.run(change("revoke"))
+        assert api.get("/api/v1/billing/summary", token)[0] == 403
+        api.run(change("disable"))
+        status, doc = api.get("/api/v1/me", token)
+        assert status == 401 and "disabled" in doc["error"]["message"]
+        # and a disabled local user cannot log in again
+        bad = api.request("POST", "/api/v1/auth/login", body={"login": "1003", "password": "carl-pw"})
+        assert bad[0] == 401
