@@ -31,15 +31,15 @@ def _guarded(route: Route, ctx: ApiContext) -> AiohttpHandler:
     known = {p.name for p in route.params if p.where == "query"}
 
     async def run(request: web.Request) -> web.StreamResponse:
-        if unknown := sorted(set(request.query) - known):
-            takes = ", ".join(sorted(known)) or "none"
-            raise ApiError("bad_request", f"unknown parameter {unknown[0]!r} (this endpoint takes: {takes})")
         now = ctx.clock()
         principal = None
         if route.auth:
             principal = await authenticate(ctx, request.headers.get("Authorization"), now=now)
             if route.need is not None and (missing := check(principal, route.need)) is not None:
                 raise ApiError("forbidden", f"permission {missing} is required")
+        if unknown := sorted(set(request.query) - known):
+            takes = ", ".join(sorted(known)) or "none"
+            raise ApiError("bad_request", f"unknown parameter {unknown[0]!r} (this endpoint takes: {takes})")
         return await handler(Call(request, ctx, principal, now))
 
     run.__name__ = route.operation_id
