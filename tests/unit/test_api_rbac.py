@@ -121,3 +121,19 @@ def test_visible_fields() -> None:
         "mobile",
         "roles",
     }
+
+
+def test_the_documented_matrix_is_the_table() -> None:
+    from vpbx.api import rbac  # noqa: PLC0415 (the module itself, for its docstring)
+
+    lines = (rbac.__doc__ or "").splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith("=====")]
+    header = lines[rules[0] + 1]
+    columns = {role: header.index(role) for role in ROLES}
+    documented: dict[str, set[str]] = {role: set() for role in ROLES}
+    for line in lines[rules[1] + 1 : rules[2]]:
+        name = line.split()[0]
+        for role, at in columns.items():
+            if line[at : at + 1] == "x":
+                documented[role].add(name)
+    assert documented == {role: {str(p) for p in ROLE_PERMISSIONS[role]} for role in ROLES}
