@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from api_fixture import CALLS, PEOPLE, ApiServer, api_server
 
+from vpbx.api import handlers
 from vpbx.api.models import (
     AnalyticsOut,
     BillingOut,
@@ -214,6 +215,15 @@ def test_paging(api: ApiServer) -> None:
     assert [u["extension"] for u in doc["items"]] == sorted(PEOPLE)[3:6] and doc["total"] == len(PEOPLE)
 
 
+def test_csv_export_in_small_pages(api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "CSV_PAGE", 2)  # the export walks several pages
+    _, _, raw = api.request("GET", "/api/v1/calls?format=csv", token=api.tokens["admin"])
+    ids = [int(r["id"]) for r in csv.DictReader(io.StringIO(raw.decode()))]
+    assert sorted(ids) == sorted(api.call_ids.values())
+    _, _, raw = api.request("GET", "/api/v1/calls?format=csv&offset=1&limit=3", token=api.tokens["admin"])
+    assert [int(r["id"]) for r in csv.DictReader(io.StringIO(raw.decode()))] == ids[1:4]
+
+
 def test_csv_export(api: ApiServer) -> None:
     status, headers, raw = api.request(
         "GET", "/api/v1/calls", token=api.tokens["team_lead"], headers={"Accept": "text/csv"}
@@ -226,6 +236,8 @@ def test_csv_export(api: ApiServer) -> None:
     status, _, raw = api.request("GET", "/api/v1/calls?format=csv&limit=2", token=api.tokens["admin"])
     rows = list(csv.DictReader(io.StringIO(raw.decode())))
     assert status == 200 and len(rows) == 2
+    _, _, raw = api.request("GET", "/api/v1/calls?format=csv&offset=2", token=api.tokens["admin"])
+    assert len(list(csv.DictReader(io.StringIO(raw.decode())))) == len(CALLS) - 2
     _, _, raw = api.request("GET", "/api/v1/calls?format=csv&direction=inbound", token=api.tokens["admin"])
     cells = {r["from_number"] for r in csv.DictReader(io.StringIO(raw.decode()))}
     assert cells == {"+79161234567", '\'=HYPERLINK("http://x")'}  # a formula is defused

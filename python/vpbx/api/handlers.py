@@ -185,9 +185,8 @@ def _csv_cell(value: Any) -> str:
 
 
 async def _calls_csv(call: Call, cond: Any, f: CdrFilter) -> web.StreamResponse:
-    """Every matching call (or one page when limit/offset are given), newest first,
+    """Every matching call from `offset` on (at most `limit` when given), newest first,
     streamed in pages so an export of any size stays small in memory."""
-    explicit = "limit" in call.query or "offset" in call.query
     page = params.paging(call.query)
     resp = web.StreamResponse(
         headers={
@@ -199,23 +198,23 @@ async def _calls_csv(call: Call, cond: Any, f: CdrFilter) -> web.StreamResponse:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    offset, left = (page.offset, page.limit) if explicit else (0, None)
+    offset, left = page.offset, (page.limit if "limit" in call.query else None)
+    after: tuple[float, int] | None = None
     async with call.ctx.db.connect() as conn:
         while left is None or left > 0:
             size = CSV_PAGE if left is None else min(CSV_PAGE, left)
-            rows = await queries.list_calls(conn, cond, f, limit=size, offset=offset)
+            rows = await queries.list_calls(conn, cond, f, limit=size, offset=offset, after=after)
             for row in rows:
                 writer.writerow([_csv_cell(row[c]) for c in CSV_COLUMNS])
             await resp.write(buf.getvalue().encode())
             buf.seek(0)
             buf.truncate()
-            offset += len(rows)
+            if rows:
+                after, offset = (rows[-1]["started_at"], rows[-1]["id"]), 0
             if left is not None:
                 left -= len(rows)
             if len(rows) < size:
                 break
-    if buf.tell():
-        await resp.write(buf.getvalue().encode())
     await resp.write_eof()
     return resp
 

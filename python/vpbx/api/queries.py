@@ -184,11 +184,25 @@ def call_view(m: sa.RowMapping) -> dict[str, Any]:
 
 
 async def list_calls(
-    conn: AsyncConnection, scope_cond: sa.ColumnElement[bool], f: CdrFilter, *, limit: int, offset: int
+    conn: AsyncConnection,
+    scope_cond: sa.ColumnElement[bool],
+    f: CdrFilter,
+    *,
+    limit: int,
+    offset: int = 0,
+    after: tuple[float, int] | None = None,
 ) -> list[dict[str, Any]]:
+    """Newest first. `after` (started_at, id) of the last row seen continues a listing
+    (keyset paging: calls written meanwhile neither repeat nor shift rows)."""
+    where = [scope_cond, *f.conditions()]
+    if after is not None:
+        started, last_id = after
+        where.append(
+            sa.or_(cdrs.c.started_at < started, sa.and_(cdrs.c.started_at == started, cdrs.c.id < last_id))
+        )
     query = (
         sa.select(cdrs)
-        .where(scope_cond, *f.conditions())
+        .where(*where)
         .order_by(cdrs.c.started_at.desc(), cdrs.c.id.desc())
         .limit(limit)
         .offset(offset)
