@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from openapi_spec_validator import validate
 
 from vpbx.api import openapi_document
 from vpbx.api.errors import ERROR_STATUS, ApiError
@@ -63,6 +64,7 @@ def test_openapi_document_covers_every_route() -> None:
     assert set(calls["responses"]["200"]["content"]) == {"application/json", "text/csv"}
     for ref in ("UserOut", "CallOut", "ErrorOut", "LoginIn"):
         assert ref in doc["components"]["schemas"]
+    validate(doc)  # a valid OpenAPI 3.1 document (its JSON schemas included)
 
 
 def test_https_keys_go_together(tmp_path: Path) -> None:
