@@ -4,14 +4,19 @@ listing, filtering or error messages, CSV export, paging, login and bad tokens."
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from api_fixture import CALLS, PEOPLE, ApiServer, api_server
 
@@ -27,6 +32,7 @@ from vpbx.api.models import (
     UserOut,
 )
 from vpbx.store import users
+from vpbx.store.schema import sip_accounts
 
 ROLES = ("employee", "team_lead", "marketer", "accountant", "admin")
 
@@ -391,3 +397,46 @@ def test_role_changes_and_disabling_apply_to_live_sessions(tmp_path: Path) -> No
         # and a disabled local user cannot log in again
         bad = api.request("POST", "/api/v1/auth/login", body={"login": "1003", "password": "carl-pw"})
         assert bad[0] == 401
+
+
+def test_kept_password_and_a_second_sync_while_one_runs(tmp_path: Path) -> None:
+    with api_server(tmp_path) as api:
+
+        async def keep_secret() -> None:
+            async with api.db.begin() as conn:
+                await conn.execute(
+                    sa.update(sip_accounts)
+                    .where(sip_accounts.c.username == "2001")
+                    .values(secret="Gen3rated!")
+                )
+
+        api.run(keep_secret())
+        for who in ("admin", "service-admin"):
+            status, doc = api.get("/api/v1/users/2001/sip-credentials", who)
+            assert status == 200 and doc["password"] == "Gen3rated!", who
+        assert api.get("/api/v1/users/2001/sip-credentials", "team_lead")[0] == 404
+
+        release = asyncio.Event()
+
+        async def slow_sync(dry_run: bool) -> dict[str, Any]:
+            await asyncio.wait_for(release.wait(), 10)
+            return {"status": "ok", "dry_run": dry_run}
+
+        api.ctx.sync = slow_sync
+        first: list[int] = []
+        runner = threading.Thread(
+            target=lambda: first.append(
+                api.request("POST", "/api/v1/directory/sync", token=api.tokens["admin"])[0]
+            )
+        )
+        runner.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not api.ctx.sync_lock.locked() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status, _, raw = api.request("POST", "/api/v1/directory/sync", token=api.tokens["admin"])
+            assert status == 409 and b"already running" in raw
+        finally:
+            api.loop.call_soon_threadsafe(release.set)
+            runner.join(15)
+        assert first == [200]
