@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vpbx import __version__
+from vpbx.cli_api import role_app, token_app
 from vpbx.media import WavWriter
 from vpbx.media.chain import CODECS, run_chain
 from vpbx.media.netsim import PROFILES
@@ -290,6 +291,8 @@ calls_app = typer.Typer(help="Call detail records.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(number_app, name="number")
 app.add_typer(calls_app, name="calls")
+app.add_typer(token_app, name="token")
+user_app.add_typer(role_app, name="role")
 from vpbx.cli_trunk import trunk_app  # noqa: E402 (it uses the helpers above)
 
 app.add_typer(trunk_app, name="trunk")

@@ -216,7 +216,13 @@ class ServeSettings(BaseModel):
         description="Folder of the embedded database (DATA_DIR/vpbx.db); created when missing.",
     )
     sip_listen: str = Field(default="0.0.0.0:5060", description="SIP over UDP and TCP, HOST:PORT.")
-    http_listen: str = Field(default="127.0.0.1:8080", description="/metrics and /health, HOST:PORT.")
+    http_listen: str = Field(
+        default="127.0.0.1:8080", description="/metrics, /health and the REST API (/api/v1), HOST:PORT."
+    )
+    http_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate (chain) to serve HTTPS on http_listen; needs http_tls_key."
+    )
+    http_tls_key: Path | None = Field(default=None, description="PEM private key of http_tls_cert.")
     realm: str = Field(
         default="vpbx",
         min_length=1,
@@ -264,6 +270,15 @@ class ServeSettings(BaseModel):
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServeSettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("http_tls_cert and http_tls_key go together: set both or neither")
+        for path in (self.http_tls_cert, self.http_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return self
 
     @model_validator(mode="after")
     def _expires_order(self) -> ServeSettings:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from vpbx.io.http import start_http
+from vpbx.io.http import api_context, start_http, tls_context
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
 from vpbx.io.trunks import TrunkManager
@@ -266,7 +266,11 @@ async def _serve(  # noqa: PLR0917
         )
         server.metrics.add_trunks(server.trunks)
         http = await start_http(
-            *settings.http_address, metrics=server.metrics.exposition, health=server.health
+            *settings.http_address,
+            metrics=server.metrics.exposition,
+            health=server.health,
+            api=api_context(settings, db, sip_address=server.sip_address),
+            ssl_context=tls_context(settings.http_tls_cert, settings.http_tls_key),
         )
         server.http_address = http.address
         reload_task = asyncio.get_running_loop().create_task(

@@ -2,6 +2,11 @@
 
 Tokens carry 256 random bits, so a fast hash is enough (nothing to brute-force), and a
 lookup by hash keeps verification independent of how many tokens exist.
+
+A token is either a service token (`user_id` None: the rights of its `role`, no "self"
+or "department") or acts for one user (`user_id` set): a login session (role
+`SESSION_ROLE`: whatever roles that user has at each request) or a token created for a
+user with a fixed role. `expires_at` None means until revoked.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .schema import api_tokens
 
 TOKEN_PREFIX: Final = "vpbx_"
+SESSION_ROLE: Final = "session"
+TOUCH_INTERVAL_S: Final = 60.0  # last_used_at is written at most this often per token
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,11 @@ class ApiToken:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    user_id: int | None = None
+    expires_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 _COLUMNS: Final = (
@@ -36,6 +48,8 @@ _COLUMNS: Final = (
     api_tokens.c.created_at,
     api_tokens.c.last_used_at,
     api_tokens.c.revoked_at,
+    api_tokens.c.user_id,
+    api_tokens.c.expires_at,
 )
 
 
@@ -48,13 +62,29 @@ def _token(m: sa.RowMapping) -> ApiToken:
 
 
 async def create_token(
-    conn: AsyncConnection, role: str, *, now: float, description: str = ""
+    conn: AsyncConnection,
+    role: str,
+    *,
+    now: float,
+    description: str = "",
+    user_id: int | None = None,
+    expires_at: float | None = None,
 ) -> tuple[ApiToken, str]:
-    """A new token for `role`: (its record, the plaintext — shown to the user once)."""
+    """A new token for `role` (acting for `user_id` when given, valid until `expires_at`
+    when given): (its record, the plaintext — shown to the user once)."""
+    if expires_at is not None and expires_at <= now:
+        raise ValueError("a token must expire after it is created")
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     result = await conn.execute(
         sa.insert(api_tokens)
-        .values(token_sha256=token_hash(plaintext), role=role, description=description, created_at=now)
+        .values(
+            token_sha256=token_hash(plaintext),
+            role=role,
+            description=description,
+            created_at=now,
+            user_id=user_id,
+            expires_at=expires_at,
+        )
         .returning(*_COLUMNS)
     )
     return _token(result.one()._mapping), plaintext
@@ -64,7 +94,8 @@ async def verify_token(
     conn: AsyncConnection, plaintext: str, *, now: float, touch: bool = True
 ) -> ApiToken | None:
     """The token's record if `plaintext` is a live token, else None (unknown, revoked,
-    or malformed). `touch` records the use in `last_used_at`."""
+    expired, or malformed). `touch` records the use in `last_used_at` (at most once per
+    TOUCH_INTERVAL_S, so reads do not turn into a write per request)."""
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 256:
         return None
     query = sa.select(*_COLUMNS).where(
@@ -74,7 +105,9 @@ async def verify_token(
     if row is None:
         return None
     token = _token(row._mapping)
-    if touch:
+    if not token.live(now):
+        return None
+    if touch and (token.last_used_at is None or now - token.last_used_at >= TOUCH_INTERVAL_S):
         await conn.execute(sa.update(api_tokens).where(api_tokens.c.id == token.id).values(last_used_at=now))
     return token
 
@@ -90,3 +123,15 @@ async def revoke_token(conn: AsyncConnection, token_id: int, *, now: float) -> b
 
 async def list_tokens(conn: AsyncConnection) -> list[ApiToken]:
     return [_token(r._mapping) for r in await conn.execute(sa.select(*_COLUMNS).order_by(api_tokens.c.id))]
+
+
+async def purge_expired(conn: AsyncConnection, *, now: float) -> int:
+    """Delete tokens that expired or were revoked before `now` (old login sessions)."""
+    result = await conn.execute(
+        sa.delete(api_tokens).where(
+            sa.or_(api_tokens.c.expires_at <= now, api_tokens.c.revoked_at <= now),
+            api_tokens.c.user_id.is_not(None),
+            api_tokens.c.role == SESSION_ROLE,
+        )
+    )
+    return int(result.rowcount)
