@@ -19,8 +19,8 @@ their way: the TOML file also accepts rtpengine's spellings (``interface``, ``po
 from __future__ import annotations
 
 import ipaddress
-import os
 import json
+import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -39,9 +39,9 @@ __all__ = [
     "DIRECTORY_ROLES",
     "ENV_PREFIX",
     "SYNONYMS",
-    "MediaNodeSettings",
     "DirectorySettings",
     "FieldMapping",
+    "MediaNodeSettings",
     "ServeSettings",
     "Settings",
     "SettingsError",
@@ -293,7 +293,17 @@ class ServeSettings(BaseModel):
 
 
 #: PBX fields a directory attribute (or template) can fill (``[directory.mapping]`` keys).
-DIRECTORY_FIELDS = ("name", "position", "department", "phone", "mobile", "email", "extension", "manager", "photo")
+DIRECTORY_FIELDS = (
+    "name",
+    "position",
+    "department",
+    "phone",
+    "mobile",
+    "email",
+    "extension",
+    "manager",
+    "photo",
+)
 #: Roles a directory group can grant (``[directory.roles]`` keys).
 DIRECTORY_ROLES = ("employee", "team_lead", "marketer", "accountant", "admin")
 

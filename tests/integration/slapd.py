@@ -98,7 +98,7 @@ NAMES = [
     ("Łukasz", "Żółć"),
     ("Søren", "Ærø"),
     ("Ivan", "Petrov"),
-    ("Fatma", "Yılmaz"),
+    ("Fatma", "Yılmaz"),  # noqa: RUF001 (a real Turkish name)
 ]
 DEPARTMENTS = ["Sales", "Support", "Бухгалтерия", "Marketing", "R&D"]
 
@@ -246,6 +246,7 @@ class Slapd:
     port: int
     tls_port: int
     proc: subprocess.Popen[bytes] | None = None
+    log_file: Any = None
 
     @property
     def ldap_url(self) -> str:
@@ -317,13 +318,8 @@ class Slapd:
             timeout=300,
         )
         ldap = cls(folder, _free_port(), _free_port())
-        ldap.proc = subprocess.Popen(
-            [SLAPD, "-d", "0", "-f", str(conf), "-h", f"{ldap.ldap_url}/ {ldap.ldaps_url}/"],
-            stdout=subprocess.DEVNULL,
-            stderr=open(folder / "slapd.log", "wb"),  # noqa: SIM115 (closed with the process)
-        )
         try:
-            ldap.wait_ready()
+            ldap.restart()
             yield ldap
         finally:
             ldap.stop()
@@ -347,15 +343,25 @@ class Slapd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
 
     def restart(self) -> None:
-        """Start again on the same ports (after stop())."""
+        """Start (again, after stop()) on the same ports."""
+        self.log_file = (self.folder / "slapd.log").open("ab")
         self.proc = subprocess.Popen(
-            [SLAPD, "-d", "0", "-f", str(self.folder / "slapd.conf"), "-h", f"{self.ldap_url}/ {self.ldaps_url}/"],
+            [
+                SLAPD,
+                "-d",
+                "0",
+                "-f",
+                str(self.folder / "slapd.conf"),
+                "-h",
+                f"{self.ldap_url}/ {self.ldaps_url}/",
+            ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log_file,
         )
         self.wait_ready()
 

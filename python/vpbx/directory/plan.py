@@ -110,9 +110,7 @@ class _Extensions:
 
     def __init__(self, current: Iterable[Current], reserved: Iterable[str], bounds: tuple[int, int]) -> None:
         self.owner: dict[str, str] = {name: f"SIP account {name}" for name in reserved}
-        self.owner |= {
-            u.extension: u.directory_id or f"manual user {u.extension}" for u in current
-        }
+        self.owner |= {u.extension: u.directory_id or f"manual user {u.extension}" for u in current}
         self.low, self.high = bounds
         self._next = self.low
 

@@ -1,8 +1,9 @@
 """Directory presets: which attributes mean what in Active Directory and in OpenLDAP.
 
 A preset gives the default user filter, the stable-id attribute (identity survives renames
-and moves), the login attributes and the default PBX field mapping. (The change-detection
-attribute depends on the server, not the preset: uSNChanged on AD, modifyTimestamp elsewhere.) ``[directory.mapping]`` overrides single fields.
+and moves), the login attributes and the default PBX field mapping. The change-detection
+attribute depends on the server, not the preset: uSNChanged on AD, modifyTimestamp
+elsewhere. ``[directory.mapping]`` overrides single fields.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ async def _update(conn: AsyncConnection, plan: Plan, now: float) -> None:
         stmt = (
             sa.update(users)
             .where(users.c.id == sa.bindparam("uid"))
-            .values({c: sa.bindparam(c) for c in sorted(columns)}, updated_at=now)
+            .values({**{c: sa.bindparam(c) for c in sorted(columns)}, "updated_at": now})
         )
         await conn.execute(stmt, rows)
     for u in plan.updates:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -60,15 +61,14 @@ class _VerifiedTls(ldap3.Tls):
         )
 
 
-def _pool(settings: DirectorySettings) -> ldap3.ServerPool:
+def _servers(settings: DirectorySettings) -> list[ldap3.Server]:
     if not settings.url:
         raise DirectoryError("config", "directory.url is not set")
     tls = _VerifiedTls(str(settings.ca_file) if settings.ca_file else None)
-    servers = [
+    return [
         ldap3.Server(url, tls=tls, connect_timeout=settings.connect_timeout_s, get_info=ldap3.DSA)
         for url in settings.url
     ]
-    return ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=False)  # type: ignore[arg-type]  # one round
 
 
 def _classify(exc: BaseException) -> DirectoryError:
@@ -94,24 +94,38 @@ def _classify(exc: BaseException) -> DirectoryError:
 
 
 def _open(settings: DirectorySettings, user: str | None, password: str | None) -> ldap3.Connection:
-    conn = ldap3.Connection(
-        _pool(settings),
-        user=user,
-        password=password,
-        auto_bind=ldap3.AUTO_BIND_NONE,
-        receive_timeout=int(max(settings.timeout_s, 1)),
-        raise_exceptions=True,
-        read_only=True,
-    )
-    try:
-        conn.open()
-        if settings.start_tls and not conn.server.ssl:
-            conn.start_tls()
-        conn.bind()
-    except BaseException:
-        conn.unbind()
-        raise
-    return conn
+    """A bound connection to the first server that answers, in the configured order
+    (failover; ldap3's ServerPool would sleep 10 s between rounds). A bind refusal or a
+    certificate problem is not a reason to try the next server: it is raised at once."""
+    last: Exception | None = None
+    for server in _servers(settings):
+        conn = ldap3.Connection(
+            server,
+            user=user,
+            password=password,
+            auto_bind=ldap3.AUTO_BIND_NONE,
+            receive_timeout=int(max(settings.timeout_s, 1)),
+            raise_exceptions=True,
+            read_only=True,
+        )
+        try:
+            conn.open()
+            if settings.start_tls and not conn.server.ssl:
+                conn.start_tls()
+            conn.bind()
+        except Exception as e:
+            with contextlib.suppress(Exception):  # the socket may be gone already; keep the first error
+                conn.unbind()
+            if conn.socket is not None:  # a failed connect leaves it open
+                conn.socket.close()
+            error = _classify(e)
+            if error.reason != "unreachable":
+                raise
+            last = e
+            continue
+        return conn
+    assert last is not None
+    raise last
 
 
 def rules_of(settings: DirectorySettings) -> tuple[Preset, dict[str, FieldRule]]:
@@ -177,6 +191,9 @@ class LdapDirectory:
                 paged_cookie=cookie,
                 time_limit=int(self.settings.timeout_s),
             )
+            if self.conn.result.get("result") != 0:  # ldap3 does not raise for size/time limits
+                what = self.conn.result.get("description") or self.conn.result.get("result")
+                raise DirectoryError("search", f"search under {base} ended with {what}: result incomplete")
             for item in self.conn.response or []:
                 if item.get("type") == "searchResEntry":
                     done += 1
