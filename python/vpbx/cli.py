@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vpbx import __version__
+from vpbx.cli_directory import directory_app
 from vpbx.media import WavWriter
 from vpbx.media.chain import CODECS, run_chain
 from vpbx.media.netsim import PROFILES
@@ -290,6 +291,7 @@ calls_app = typer.Typer(help="Call detail records.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(number_app, name="number")
 app.add_typer(calls_app, name="calls")
+app.add_typer(directory_app, name="directory")
 
 
 @user_app.command("add")

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final, Literal
 
 import sqlalchemy as sa
@@ -27,10 +28,17 @@ from vpbx.io.directory_store import apply_plan, load_current
 from vpbx.io.ldap_client import DirectoryError, Snapshot, bind_as, fetch_snapshot, rules_of
 from vpbx.logs import get_logger
 from vpbx.settings import DirectorySettings
-from vpbx.store import Database, DirectoryRun, StoreError
+from vpbx.store import Database, DirectoryRun, StoreError, data_dir_url
 from vpbx.store.runs import list_runs, record_run
 
-__all__ = ["DirectoryError", "DirectorySyncLoop", "ldap_login", "run_directory_sync"]
+__all__ = [
+    "DirectoryError",
+    "DirectorySyncLoop",
+    "ldap_login",
+    "run_directory_sync",
+    "runs_in_data_dir",
+    "sync_data_dir",
+]
 
 log = get_logger("vpbx.directory")
 
@@ -234,3 +242,37 @@ class DirectorySyncLoop:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def sync_data_dir(
+    data_dir: Path,
+    settings: DirectorySettings,
+    *,
+    dry_run: bool = False,
+    incremental: bool = False,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """One run on DATA_DIR/vpbx.db, for the command line (its own event loop)."""
+
+    async def main() -> SyncReport:
+        db = await Database.open(data_dir_url(data_dir))
+        try:
+            return await run_directory_sync(
+                db, settings, dry_run=dry_run, incremental=incremental, progress=progress
+            )
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def runs_in_data_dir(data_dir: Path, *, limit: int = 20) -> list[DirectoryRun]:
+    async def main() -> list[DirectoryRun]:
+        db = await Database.open(data_dir_url(data_dir))
+        try:
+            async with db.connect() as conn:
+                return await list_runs(conn, limit=limit)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())

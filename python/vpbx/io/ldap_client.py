@@ -73,6 +73,8 @@ def _servers(settings: DirectorySettings) -> list[ldap3.Server]:
 
 def _classify(exc: BaseException) -> DirectoryError:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, lx.LDAPOperationResult):  # "LDAPInvalidCredentialsResult - 49 - ..." -> its parts
+        text = " ".join(str(p) for p in (exc.description, exc.message) if p) or text
     if isinstance(exc, DirectoryError):
         return exc
     if "CERTIFICATE" in text.upper() or isinstance(exc, (ssl.SSLError, lx.LDAPStartTLSError)):
