@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Final, Literal
 
@@ -34,6 +34,7 @@ from vpbx.store.runs import list_runs, record_run
 __all__ = [
     "DirectoryError",
     "DirectorySyncLoop",
+    "directory_sync_running",
     "ldap_login",
     "run_directory_sync",
     "runs_in_data_dir",
@@ -276,3 +277,23 @@ def runs_in_data_dir(data_dir: Path, *, limit: int = 20) -> list[DirectoryRun]:
             await db.close()
 
     return asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def directory_sync_running(
+    db: Database, settings: DirectorySettings | None
+) -> AsyncIterator[DirectorySyncLoop | None]:
+    """The periodic sync for the life of a block (None when no directory is configured):
+
+    async with directory_sync_running(db, settings.directory) as sync_loop:
+        if sync_loop is not None:
+            server.metrics.add_directory(sync_loop)
+    """
+    if settings is None or not settings.enabled:
+        yield None
+        return
+    loop = DirectorySyncLoop.start(db, settings)
+    try:
+        yield loop
+    finally:
+        await loop.stop()
