@@ -18,6 +18,8 @@ def normalize_dn(dn: str) -> str:
     """A DN in a form good enough for equality: lower case, no blanks around ``,`` and ``=``
     (RFC 4514 §2 allows them when reading; attribute types and common values compare
     case-insensitively)."""
+    if " ," not in dn and ", " not in dn and " =" not in dn and "= " not in dn:
+        return dn.lower()  # the common case, fast
     parts = []
     for rdn in dn.split(","):
         name, _, value = rdn.partition("=")

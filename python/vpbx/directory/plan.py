@@ -219,7 +219,7 @@ def make_plan(
         )
 
     # new people: mapped extensions claimed first (in DN order), then allocation
-    new = sorted((p for pid, p in by_id.items() if pid not in managed), key=lambda p: normalize_dn(p.dn))
+    new = sorted((p for pid, p in by_id.items() if pid not in managed), key=lambda p: p.dn.lower())
     to_allocate: list[Person] = []
     claimed: list[tuple[Person, str]] = []
     for p in new:

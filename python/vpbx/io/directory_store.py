@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpbx.directory import Current, Plan
 from vpbx.directory.mapping import STORED_FIELDS
+from vpbx.directory.plan import Create
 from vpbx.sip.digest import compute_ha1s
 from vpbx.store.schema import registrations, roles, sip_accounts, user_roles, users
 from vpbx.store.users import HA1_COLUMNS
@@ -103,45 +104,49 @@ async def _set_enabled(conn: AsyncConnection, user_ids: Sequence[int], enabled: 
         )
 
 
+def _user_row(c: Create, now: float) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(_COLUMNS)
+    row.update(c.person.fields)
+    row["display_name"] = row["display_name"] or ""
+    row.update(
+        extension=c.extension,
+        directory_id=c.person.directory_id,
+        directory_dn=c.person.dn,
+        enabled=True,
+        disabled_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+    return row
+
+
+def _account_row(c: Create, user_id: int, realm: str, now: float) -> dict[str, Any]:
+    secret = new_secret()
+    return {
+        "user_id": user_id,
+        "username": c.extension,
+        "realm": realm,
+        "secret": secret,
+        "max_calls": 4,
+        "allowed_cidrs": "[]",
+        "enabled": True,
+        "created_at": now,
+        "updated_at": now,
+        **_ha1s(c.extension, realm, secret),
+    }
+
+
 async def _create(conn: AsyncConnection, plan: Plan, realm: str, now: float) -> dict[str, int]:
-    rows = []
-    for c in plan.creates:
-        row: dict[str, Any] = dict.fromkeys(_COLUMNS)
-        row.update(c.person.fields)
-        row["display_name"] = row["display_name"] or ""
-        row.update(
-            extension=c.extension,
-            directory_id=c.person.directory_id,
-            directory_dn=c.person.dn,
-            enabled=True,
-            disabled_at=None,
-            created_at=now,
-            updated_at=now,
-        )
-        rows.append(row)
-    if not rows:
+    """Users, then their generated SIP accounts, in chunks (bounded memory)."""
+    if not plan.creates:
         return {}
-    await conn.execute(sa.insert(users), rows)
+    for chunk in _chunks(plan.creates):
+        await conn.execute(sa.insert(users), [_user_row(c, now) for c in chunk])
     query = sa.select(users.c.directory_id, users.c.id).where(users.c.directory_id.is_not(None))
     ids = {str(d): int(i) for d, i in await conn.execute(query)}
-    accounts = []
-    for c in plan.creates:
-        secret = new_secret()
-        accounts.append(
-            {
-                "user_id": ids[c.person.directory_id],
-                "username": c.extension,
-                "realm": realm,
-                "secret": secret,
-                "max_calls": 4,
-                "allowed_cidrs": "[]",
-                "enabled": True,
-                "created_at": now,
-                "updated_at": now,
-                **_ha1s(c.extension, realm, secret),
-            }
-        )
-    await conn.execute(sa.insert(sip_accounts), accounts)
+    for chunk in _chunks(plan.creates):
+        rows = [_account_row(c, ids[c.person.directory_id], realm, now) for c in chunk]
+        await conn.execute(sa.insert(sip_accounts), rows)
     return ids
 
 

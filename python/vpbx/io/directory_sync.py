@@ -22,7 +22,7 @@ from typing import Final, Literal
 
 import sqlalchemy as sa
 
-from vpbx.directory import DirectoryStats, PlanConfig, SyncReport, make_plan, to_people
+from vpbx.directory import DirectoryStats, PlanConfig, SyncReport, make_plan
 from vpbx.directory.report import failed, from_plan
 from vpbx.io.directory_store import apply_plan, load_current
 from vpbx.io.ldap_client import DirectoryError, Snapshot, bind_as, fetch_snapshot, rules_of
@@ -157,8 +157,8 @@ async def _plan_and_apply(
     realm: str | None,
     finished: Callable[[], float],
 ) -> SyncReport:
-    preset, rules = rules_of(settings)
-    people, errors = to_people(snapshot.entries, preset, rules)
+    _preset, rules = rules_of(settings)
+    people, errors = snapshot.people, snapshot.errors
     config = PlanConfig(
         rules=rules,
         extension_range=settings.extension_bounds,

@@ -25,7 +25,7 @@ from ldap3.core import exceptions as lx
 from ldap3.utils.conv import escape_filter_chars
 
 from vpbx.directory import Entry, GroupWalk, roles_from_chain
-from vpbx.directory.mapping import field_rules, to_person, wanted_attributes
+from vpbx.directory.mapping import MappingError, Person, field_rules, to_person, wanted_attributes
 from vpbx.directory.presets import IN_CHAIN_RULE, PRESETS, Preset
 from vpbx.directory.presets import Mapping as FieldRule
 from vpbx.settings import DirectorySettings, SettingsError
@@ -144,10 +144,11 @@ def user_filter(settings: DirectorySettings, preset: Preset, extra: str = "") ->
 
 @dataclass(slots=True)
 class Snapshot:
-    """What one run read: user entries, roles by user DN (None: no role mapping), the
+    """What one run read: people, mapping errors, roles by user DN (None: no role mapping), the
     change mark for the next incremental run and the attribute it is of."""
 
-    entries: list[Entry]
+    people: list[Person]
+    errors: list[str]
     roles_by_dn: dict[str, set[str]] | None
     high_water: str | None
     change_attribute: str
@@ -209,24 +210,30 @@ class LdapDirectory:
 
     def users(
         self, preset: Preset, rules: Mapping[str, FieldRule], *, since: str | None, progress: Progress | None
-    ) -> tuple[list[Entry], str | None]:
+    ) -> tuple[list[Person], list[str], str | None]:
+        """People (mapped page by page, so raw values never pile up), mapping errors, and
+        the newest change mark seen."""
         attributes = [*wanted_attributes(preset, rules), self.change_attribute]
         extra = ""
         if since is not None:
             mark = str(int(since) + 1) if self.is_ad else since
             extra = f"({self.change_attribute}>={escape_filter_chars(mark)})"
         flt = user_filter(self.settings, preset, extra)
-        entries: list[Entry] = []
+        people: list[Person] = []
+        errors: list[str] = []
         high: str | None = since
         key = self.change_attribute.lower()
         for dn, raw in self.paged(self.settings.base_dn, flt, attributes, progress):
-            entries.append(Entry(dn, raw))
+            try:
+                people.append(to_person(Entry(dn, raw), preset, rules))
+            except MappingError as e:
+                errors.append(str(e))
             for name, values in raw.items():
                 if name.lower() == key and values:
                     mark = values[0].decode("ascii", "replace")
                     if high is None or _later(mark, high, numeric=self.is_ad):
                         high = mark
-        return entries, high
+        return people, errors, high
 
     def group_members(self, dn: str) -> list[str] | None:
         """The member DNs of a group entry; None when it does not exist or is no group."""
@@ -275,12 +282,12 @@ def fetch_snapshot(
     preset, rules = rules_of(settings)
     directory = LdapDirectory(settings)
     try:
-        entries, high = directory.users(preset, rules, since=since, progress=progress)
+        people, errors, high = directory.users(preset, rules, since=since, progress=progress)
         roles: dict[str, set[str]] | None = None
         missing: list[str] = []
         if settings.roles:
-            roles, missing = directory.roles(preset, [e.dn for e in entries])
-        return Snapshot(entries, roles, high, directory.change_attribute, missing)
+            roles, missing = directory.roles(preset, [p.dn for p in people])
+        return Snapshot(people, errors, roles, high, directory.change_attribute, missing)
     except DirectoryError:
         raise
     except Exception as e:
