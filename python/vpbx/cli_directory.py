@@ -126,26 +126,16 @@ def runs(
         found = runs_in_data_dir(settings.serve.data_dir, limit=limit)
     except StoreError as e:
         _fail(str(e), EXIT_FAILED)
-    table = Table(title="directory sync runs")
-    for col in (
-        "started (UTC)",
-        "status",
-        "dry",
-        "seen",
-        "created",
-        "updated",
-        "disabled",
-        "removed",
-        "conflicts",
-        "errors",
-        "message",
-    ):
-        table.add_column(col, justify="left" if col in {"started (UTC)", "status", "message"} else "right")
+    table = Table(title="directory sync runs (new, updated, disabled, removed, conflicts, errors)")
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for col in ("seen", "new", "upd", "dis", "rem", "conf", "err"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("message", overflow="fold")
     for r in found:
         table.add_row(
             _when(r.started_at),
-            r.status,
-            "yes" if r.dry_run else "",
+            r.status + (" (dry)" if r.dry_run else ""),
             str(r.seen),
             str(r.created),
             str(r.updated),
