@@ -47,7 +47,9 @@ def floor_search(ldap: Slapd, settings: DirectorySettings) -> tuple[float, int]:
     attributes = [*wanted_attributes(preset, rules), "modifyTimestamp"]
     tls = ldap3.Tls(ca_certs_file=str(ldap.ca_file))
     start = time.perf_counter()
-    conn = ldap3.Connection(ldap3.Server(ldap.ldap_url, tls=tls, get_info=ldap3.DSA), SERVICE_DN, SERVICE_PASSWORD)
+    conn = ldap3.Connection(
+        ldap3.Server(ldap.ldap_url, tls=tls, get_info=ldap3.DSA), SERVICE_DN, SERVICE_PASSWORD
+    )
     conn.open()
     conn.start_tls()
     conn.bind()
@@ -92,7 +94,9 @@ def bench_size(n: int, work: Path) -> dict[str, Any]:
             admin.modify(user_dn(2 * i + 3), {"title": [(ldap3.MODIFY_REPLACE, [f"Changed {i}"])]})
         admin.unbind()
         incr, report3 = asyncio.run(timed_sync(url, with_roles, incremental=True))
-        assert report3.ok and report3.updated + report3.skipped >= CHANGES, report3.message  # some are AD-disabled
+        assert report3.ok and report3.updated + report3.skipped >= CHANGES, (
+            report3.message
+        )  # some are AD-disabled
         tracemalloc.start()
         asyncio.run(timed_sync(sqlite_url(work / f"mem-{n}.db"), with_roles))
         peak = tracemalloc.get_traced_memory()[1]
