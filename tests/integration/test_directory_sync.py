@@ -29,7 +29,8 @@ from slapd import (
 )
 
 from vpbx.directory import SyncReport
-from vpbx.io.directory_sync import DirectoryError, ldap_login, run_directory_sync
+from vpbx.io.directory_sync import DirectoryError, directory_sync_running, ldap_login, run_directory_sync
+from vpbx.metrics import Metrics
 from vpbx.settings import DirectorySettings
 from vpbx.sip.digest import compute_ha1
 from vpbx.store import Database, sqlite_url
@@ -384,3 +385,36 @@ def test_incremental(own: tuple[Slapd, Population], tmp_path: Path) -> None:
     assert found[canonical_guid(42)].position == "Changed"
     assert not found[canonical_guid(44)].enabled
     admin.unbind()
+
+
+def test_periodic_loop_and_metrics(shared: tuple[Slapd, Population], tmp_path: Path) -> None:
+    ldap, pop = shared
+
+    async def main() -> tuple[list[str], str]:
+        db = await Database.open(sqlite_url(tmp_path / "vpbx.db"))
+        modes: list[str] = []
+        try:
+            async with directory_sync_running(db, DirectorySettings()) as nothing:
+                assert nothing is None  # no url: no periodic sync
+            settings = ldap.settings(interval_s=0.2, full_interval_s=3600)
+            async with directory_sync_running(db, settings) as loop:
+                assert loop is not None
+                metrics = Metrics()
+                metrics.add_directory(loop)
+                deadline = time.monotonic() + 20
+                seen: SyncReport | None = None
+                while len(modes) < 2 and time.monotonic() < deadline:
+                    report = loop.last_report
+                    if report is not None and report is not seen:
+                        modes.append(report.mode)
+                        seen = report
+                    await asyncio.sleep(0.05)
+                text = metrics.exposition().decode()
+        finally:
+            await db.close()
+        return modes, text
+
+    modes, text = asyncio.run(main())
+    assert modes == ["full", "incremental"]  # a full reconcile first, then incremental runs
+    assert f'vpbx_directory_changes_total{{kind="created"}} {float(expected_created(pop))}' in text
+    assert "vpbx_directory_last_success_timestamp_seconds" in text
