@@ -214,3 +214,13 @@ def test_roles_follow_groups_and_keep_manual_grants() -> None:
     assert create.roles == {"admin"}
     untouched = make_plan(current, people, roles_by_dn=None, config=config(), now=NOW)
     assert not untouched.grants and not untouched.revokes
+
+
+def test_in_chain_results_and_dn_spelling() -> None:
+    from vpbx.directory import roles_from_chain  # noqa: PLC0415
+
+    roles = roles_from_chain(
+        {"admin": ["CN=A, OU=X,DC=corp"], "employee": ["cn=a,ou=x,dc=corp", "cn=b,dc=corp"]}
+    )
+    assert roles == {"cn=a,ou=x,dc=corp": {"admin", "employee"}, "cn=b,dc=corp": {"employee"}}
+    assert normalize_dn(" CN = Jürgen ,DC=Corp") == normalize_dn("cn=jürgen,dc=corp")
