@@ -361,6 +361,16 @@ def test_lifecycle(own: tuple[Slapd, Population], tmp_path: Path) -> None:
     assert report.removed == 1
     assert canonical_guid(30) not in store.users()
     assert store.ha1(ext[30]) is None
+
+    # with the extension rule "always", a new ipPhone moves the extension and its account
+    secret = store.secret(ext[20])
+    _modify(admin, user_dn(20), ipPhone="2999")
+    follow = ldap.settings(mapping={"extension": {"source": "ipPhone", "rule": "always"}})
+    report = store.sync(follow, now=NOW + 5000)
+    assert report.status == "ok" and report.updated >= 1, report.message
+    assert store.users()[canonical_guid(20)].extension == "2999"
+    assert store.ha1("2999") == compute_ha1("2999", "vpbx", secret, "MD5")  # same password, new username
+    assert store.ha1(ext[20]) is None
     admin.unbind()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Final, Literal
@@ -45,6 +46,8 @@ log = get_logger("vpbx.directory")
 
 Progress = Callable[[int, int | None], None]
 RECENT_RUNS: Final = 20  # where the last change mark is looked for
+# One run at a time per database in this process (the API and the periodic loop may both ask).
+_RUN_LOCKS: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def _to_run(report: SyncReport) -> DirectoryRun:
@@ -88,7 +91,33 @@ async def run_directory_sync(
     ``incremental``: only entries changed since the last successful run (falls back to a
     full run when there is none); it creates, updates, disables and re-enables but never
     treats absence as leaving (only a full run does, and only it removes users).
-    ``realm``: digest realm of new SIP accounts (default: ``[serve] realm``)."""
+    ``realm``: digest realm of new SIP accounts (default: ``[serve] realm``).
+    Runs on the same database never overlap in one process (the second waits)."""
+    lock = _RUN_LOCKS.setdefault(db, asyncio.Lock())
+    async with lock:
+        return await _run(
+            db,
+            settings,
+            dry_run=dry_run,
+            now=now,
+            progress=progress,
+            incremental=incremental,
+            stats=stats,
+            realm=realm,
+        )
+
+
+async def _run(
+    db: Database,
+    settings: DirectorySettings,
+    *,
+    dry_run: bool,
+    now: float | None,
+    progress: Progress | None,
+    incremental: bool,
+    stats: DirectoryStats | None,
+    realm: str | None,
+) -> SyncReport:
     started = time.time() if now is None else now
     clock = time.monotonic()
     since = await _last_mark(db) if incremental else None
@@ -203,7 +232,6 @@ class DirectorySyncLoop:
         self.stats = DirectoryStats()
         self.last_report: SyncReport | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
 
     @classmethod
     def start(cls, db: Database, settings: DirectorySettings) -> DirectorySyncLoop:
@@ -217,11 +245,10 @@ class DirectorySyncLoop:
         return self.stats
 
     async def run_once(self, *, incremental: bool = False, dry_run: bool = False) -> SyncReport:
-        """One run now (also what the API may call, so runs never overlap)."""
-        async with self._lock:
-            report = await run_directory_sync(
-                self.db, self.settings, incremental=incremental, dry_run=dry_run, stats=self.stats
-            )
+        """One run now, counted in this loop's figures."""
+        report = await run_directory_sync(
+            self.db, self.settings, incremental=incremental, dry_run=dry_run, stats=self.stats
+        )
         self.last_report = report
         return report
 
