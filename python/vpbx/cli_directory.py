@@ -58,8 +58,10 @@ def sync(
     Exits 1 when the run failed (directory unreachable, bind or TLS error) or aborted for
     safety (empty result, too many users would be disabled): nothing was changed then."""
     from vpbx.io.directory_sync import sync_data_dir  # noqa: PLC0415 (ldap3 and SQLAlchemy load only here)
+    from vpbx.logs import configure_logging  # noqa: PLC0415
     from vpbx.store.errors import StoreError  # noqa: PLC0415
 
+    configure_logging("error")  # the table below is the report; no JSON log lines in between
     settings = _settings(ctx)
     if not settings.directory.enabled:
         _fail("no directory configured: set [directory] url and base_dn (or VPBX_DIRECTORY__URL)", EXIT_USAGE)

@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -334,7 +334,9 @@ class DirectorySettings(BaseModel):
         description="ldap://HOST[:PORT] or ldaps://HOST[:PORT], one or a list (failover in order).",
     )
     bind_dn: str = Field(default="", description="DN of the service account the sync binds as.")
-    bind_password: str = Field(default="", description="Its password (prefer bind_password_env).")
+    bind_password: SecretStr = Field(
+        default=SecretStr(""), description="Its password (prefer bind_password_env); never printed."
+    )
     bind_password_env: str | None = Field(
         default=None, description="Name of an environment variable holding the bind password."
     )
@@ -442,7 +444,7 @@ class DirectorySettings(BaseModel):
             if value is None:
                 raise SettingsError(f"directory.bind_password_env: ${self.bind_password_env} is not set")
             return value
-        return self.bind_password
+        return self.bind_password.get_secret_value()
 
 
 class Settings(BaseSettings):

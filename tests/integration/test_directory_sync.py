@@ -428,3 +428,18 @@ def test_periodic_loop_and_metrics(shared: tuple[Slapd, Population], tmp_path: P
     assert modes == ["full", "incremental"]  # a full reconcile first, then incremental runs
     assert f'vpbx_directory_changes_total{{kind="created"}} {float(expected_created(pop))}' in text
     assert "vpbx_directory_last_success_timestamp_seconds" in text
+
+
+def test_directory_down_then_back(own: tuple[Slapd, Population], tmp_path: Path) -> None:
+    ldap, _ = own
+    store = Store(tmp_path / "vpbx.db")
+    settings = ldap.settings()
+    assert store.sync(settings).status == "ok"
+    before = store.rows()
+    ldap.stop()
+    down = store.sync(settings, now=NOW + 10)
+    assert down.status == "failed" and down.reason == "unreachable"
+    assert store.rows() == before  # nobody disabled or removed while the directory is away
+    ldap.restart()
+    back = store.sync(settings, now=NOW + 20)
+    assert back.status == "ok" and back.disabled == 0 and back.created == 0

@@ -50,8 +50,13 @@ team_lead = ["CN=Leads A,DC=corp", "CN=Leads B,DC=corp"]
         d.password()
 
 
-def test_disabled_by_default() -> None:
+def test_disabled_by_default_and_password_never_printed() -> None:
     assert not load_settings(None).directory.enabled
+    d = load_settings(
+        None, directory={"url": "ldap://dc", "base_dn": "dc=x", "bind_password": "hunter2"}
+    ).directory
+    assert d.password() == "hunter2"
+    assert "hunter2" not in repr(d) and "hunter2" not in str(d.model_dump())
 
 
 @pytest.mark.parametrize(
