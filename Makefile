@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng
 # Real peers the tests talk to (sox for audio checks by hand).
-TEST_PACKAGES := sox kamailio sip-tester
+TEST_PACKAGES := sox kamailio sip-tester slapd ldap-utils
 FUZZ_SECONDS ?= 15
 FUZZ_DIR := rust/media-core/fuzz
 export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from vpbx import __version__
 from vpbx.cli_api import role_app, token_app
+from vpbx.cli_directory import directory_app
 from vpbx.media import WavWriter
 from vpbx.media.chain import CODECS, run_chain
 from vpbx.media.netsim import PROFILES
@@ -296,6 +297,7 @@ user_app.add_typer(role_app, name="role")
 from vpbx.cli_trunk import trunk_app  # noqa: E402 (it uses the helpers above)
 
 app.add_typer(trunk_app, name="trunk")
+app.add_typer(directory_app, name="directory")
 
 
 @user_app.command("add")

@@ -38,6 +38,7 @@ from vpbx.media.engine import EngineStats
 from vpbx.ng.backend import LegStats
 
 if TYPE_CHECKING:
+    from vpbx.directory.report import DirectoryStats
     from vpbx.io.registration_writer import WriterStats
     from vpbx.pbx.registrar import RegistrarStats
     from vpbx.security.guard import GuardStats
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = [
     "NG_COMMAND_LABELS",
     "REGISTER_RESULTS",
+    "DirectoryCollector",
+    "DirectoryFigures",
     "EngineCollector",
     "Metrics",
     "NodeFigures",
@@ -103,6 +106,12 @@ class TrunkFigures(Protocol):
     def registration_failures(self) -> Mapping[str, int]:
         """Failed registration attempts by trunk name since the start."""
         ...
+
+
+class DirectoryFigures(Protocol):
+    """What :class:`DirectoryCollector` reads at scrape time (vpbx.io.directory_sync.DirectorySyncLoop)."""
+
+    def directory_stats(self) -> DirectoryStats: ...
 
 
 #: ``result`` label values of ``vpbx_sip_register_results_total`` -> RegistrarStats field.
@@ -227,6 +236,10 @@ class Metrics:
     def add_trunks(self, figures: TrunkFigures) -> None:
         """Expose the trunks' registration figures (read at each scrape)."""
         self.registry.register(TrunkCollector(figures))
+
+    def add_directory(self, figures: DirectoryFigures) -> None:
+        """Expose the directory sync's figures (read at each scrape)."""
+        self.registry.register(DirectoryCollector(figures))
 
     def add_engine(self, figures: NodeFigures) -> None:
         """Expose the engine's figures (read at each scrape)."""
@@ -424,4 +437,46 @@ class TrunkCollector(Collector):
         )
         for name, n in sorted(self.figures.registration_failures().items()):
             failures.add_metric([name], n)
+        yield failures
+
+
+class DirectoryCollector(Collector):
+    """Directory sync figures (issue 5): last success, duration, entries, changes, failures."""
+
+    def __init__(self, figures: DirectoryFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.figures.directory_stats()
+        if s.last_success is not None:
+            yield GaugeMetricFamily(
+                "vpbx_directory_last_success_timestamp_seconds",
+                "When the last successful (not dry) directory sync finished, epoch seconds.",
+                value=s.last_success,
+            )
+        if s.last_duration_s is not None:
+            yield GaugeMetricFamily(
+                "vpbx_directory_sync_duration_seconds",
+                "How long the last directory sync run took.",
+                value=s.last_duration_s,
+            )
+        yield GaugeMetricFamily(
+            "vpbx_directory_entries_seen", "Users the last successful run read.", value=s.entries_seen
+        )
+        changes = CounterMetricFamily(
+            "vpbx_directory_changes", "Changes applied by directory syncs, by kind.", labels=["kind"]
+        )
+        for kind, n in s.changes.items():
+            changes.add_metric([kind], n)
+        yield changes
+        failures = CounterMetricFamily(
+            "vpbx_directory_sync_failures",
+            "Directory sync runs that failed or aborted with nothing changed, by reason.",
+            labels=["reason"],
+        )
+        for reason, n in s.failures.items():
+            failures.add_metric([reason], n)
         yield failures

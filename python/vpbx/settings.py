@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -34,8 +35,12 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "DIRECTORY_FIELDS",
+    "DIRECTORY_ROLES",
     "ENV_PREFIX",
     "SYNONYMS",
+    "DirectorySettings",
+    "FieldMapping",
     "MediaNodeSettings",
     "ServeSettings",
     "Settings",
@@ -302,6 +307,161 @@ class ServeSettings(BaseModel):
         return self.data_dir / "vpbx.db"
 
 
+#: PBX fields a directory attribute (or template) can fill (``[directory.mapping]`` keys).
+DIRECTORY_FIELDS = (
+    "name",
+    "position",
+    "department",
+    "phone",
+    "mobile",
+    "email",
+    "extension",
+    "manager",
+    "photo",
+)
+#: Roles a directory group can grant (``[directory.roles]`` keys).
+DIRECTORY_ROLES = ("employee", "team_lead", "marketer", "accountant", "admin")
+
+
+class FieldMapping(BaseModel):
+    """One ``[directory.mapping]`` entry: ``source`` is an attribute name (``"title"``) or a
+    template of attributes (``"{givenName} {sn}"``); ``rule`` says when the PBX field follows
+    it: ``always`` (every sync), ``create_only`` (when the user is created) or ``never``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(min_length=1)
+    rule: Literal["always", "create_only", "never"] = "always"
+
+
+class DirectorySettings(BaseModel):
+    """``[directory]``: LDAP / Active Directory sync (issue 5). Disabled while ``url`` is empty.
+
+    ``[directory.mapping]`` maps a PBX field to an attribute or a template, either as a string
+    (``title = "title"``) or a table (``name = { source = "{givenName} {sn}", rule = "create_only" }``);
+    fields not given follow the preset. ``[directory.roles]`` maps a role to one group DN or a list;
+    nested groups count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ldap://HOST[:PORT] or ldaps://HOST[:PORT], one or a list (failover in order).",
+    )
+    bind_dn: str = Field(default="", description="DN of the service account the sync binds as.")
+    bind_password: SecretStr = Field(
+        default=SecretStr(""), description="Its password (prefer bind_password_env); never printed."
+    )
+    bind_password_env: str | None = Field(
+        default=None, description="Name of an environment variable holding the bind password."
+    )
+    base_dn: str = Field(default="", description="Where users are searched (subtree).")
+    root_filter: str = Field(default="", description="Extra LDAP filter ANDed to the user filter (scope).")
+    user_filter: str | None = Field(default=None, description="LDAP filter of users; default: the preset's.")
+    preset: Literal["ad", "openldap"] = "ad"
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) for ldaps:// and StartTLS.")
+    start_tls: bool = Field(default=False, description="StartTLS on ldap:// URLs (RFC 4513 §3).")
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Per LDAP operation.")
+    interval_s: float = Field(default=300.0, gt=0, description="Periodic (incremental) sync interval.")
+    full_interval_s: float = Field(
+        default=3600.0, gt=0, description="A full reconcile at least this often (detects deletions)."
+    )
+    grace_period_s: float = Field(
+        default=7 * 86400.0, ge=0, description="Disabled users are removed after this long."
+    )
+    max_shrink_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="Abort a run that would disable more than this share."
+    )
+    extension_range: str = Field(default="1000-1999", description="LOW-HIGH, extensions to allocate.")
+    page_size: int = Field(default=500, ge=1, le=10_000, description="Paged search size (RFC 2696).")
+    mapping: dict[str, FieldMapping] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+
+    _realm: str = PrivateAttr(default="vpbx")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _split_url(cls, v: Any) -> Any:
+        return _split_list(v, ",")
+
+    @field_validator("url")
+    @classmethod
+    def _ldap_urls(cls, v: list[str]) -> list[str]:
+        for text in v:
+            if not text.lower().startswith(("ldap://", "ldaps://")):
+                raise ValueError(f"{text!r} is not an ldap:// or ldaps:// URL")
+        return v
+
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for key, value in v.items():
+            if key not in DIRECTORY_FIELDS:
+                raise ValueError(f"unknown PBX field {key!r}; one of {', '.join(DIRECTORY_FIELDS)}")
+            out[key] = {"source": value} if isinstance(value, str) else value
+        return out
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {}
+        for key, value in v.items():
+            if key not in DIRECTORY_ROLES:
+                raise ValueError(f"unknown role {key!r}; one of {', '.join(DIRECTORY_ROLES)}")
+            out[key] = [value] if isinstance(value, str) else value
+        return out
+
+    @field_validator("extension_range")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        low, sep, high = v.strip().partition("-")
+        if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+            raise ValueError(f"{v!r} is not LOW-HIGH (e.g. 1000-1999)")
+        if int(low) > int(high):
+            raise ValueError(f"{v!r}: LOW is above HIGH")
+        return f"{int(low)}-{int(high)}"
+
+    @model_validator(mode="after")
+    def _complete(self) -> DirectorySettings:
+        if self.url and not self.base_dn:
+            raise ValueError("base_dn is needed when url is set")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @property
+    def extension_bounds(self) -> tuple[int, int]:
+        low, _, high = self.extension_range.partition("-")
+        return int(low), int(high)
+
+    @property
+    def realm(self) -> str:
+        """The digest realm of generated SIP accounts: ``[serve] realm``."""
+        return self._realm
+
+    def with_realm(self, realm: str) -> DirectorySettings:
+        self._realm = realm
+        return self
+
+    def password(self) -> str:
+        """The bind password: from ``bind_password_env`` when set, else ``bind_password``.
+        Raises SettingsError when the variable is missing."""
+        if self.bind_password_env:
+            value = os.environ.get(self.bind_password_env)
+            if value is None:
+                raise SettingsError(f"directory.bind_password_env: ${self.bind_password_env} is not set")
+            return value
+        return self.bind_password.get_secret_value()
+
+
 class Settings(BaseSettings):
     """All of vpbx's configuration, one table per service."""
 
@@ -312,6 +472,12 @@ class Settings(BaseSettings):
     # no aliases here: an alias would drop the VPBX_ prefix from the environment variables
     media_node: MediaNodeSettings = MediaNodeSettings()
     serve: ServeSettings = ServeSettings()
+    directory: DirectorySettings = DirectorySettings()
+
+    @model_validator(mode="after")
+    def _directory_realm(self) -> Settings:
+        self.directory.with_realm(self.serve.realm)
+        return self
 
     @classmethod
     def settings_customise_sources(

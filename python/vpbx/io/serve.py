@@ -28,6 +28,7 @@ import sqlalchemy as sa
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vpbx.io.directory_sync import directory_sync_running
 from vpbx.io.http import api_context, start_http, tls_context
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
@@ -36,7 +37,7 @@ from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
 from vpbx.security import GuardConfig, GuardStats, SourceGuard
-from vpbx.settings import ServeSettings
+from vpbx.settings import DirectorySettings, ServeSettings
 from vpbx.sip import DigestAuthenticator, TransactionLayer
 from vpbx.sip.digest import BASE_ALGORITHMS
 from vpbx.sip_service import SipService
@@ -224,8 +225,10 @@ async def serve(
     *,
     accounts: Iterable[tuple[str, str]] = (),
     on_ready: Callable[[Server], None] | None = None,
+    directory: DirectorySettings | None = None,
 ) -> None:
-    """Serve until `stop` is set; always flushes the registration writer on the way out."""
+    """Serve until `stop` is set; always flushes the registration writer on the way out.
+    `directory`: run the periodic LDAP sync (vpbx.io.directory_sync) while serving."""
     db = await Database.open(data_dir_url(settings.data_dir))
     try:
         await seed_users(db, accounts, settings.realm)
@@ -234,7 +237,8 @@ async def serve(
         await watcher.start()
         writer = await RegistrationWriter.open(db, now=time.time())
         try:
-            await _serve(settings, stop, db, cache, watcher, writer, on_ready)
+            async with directory_sync_running(db, directory):
+                await _serve(settings, stop, db, cache, watcher, writer, on_ready)
         finally:
             await watcher.close()
             await writer.close()
