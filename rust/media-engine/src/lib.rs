@@ -29,6 +29,7 @@ mod config;
 mod engine;
 mod error;
 mod events;
+mod playback;
 pub mod ports;
 mod stats;
 mod sys;
@@ -39,6 +40,10 @@ pub use config::{EngineConfig, InterfaceSpec, LegCodec, LegSpec};
 pub use engine::{Engine, LegInfo};
 pub use error::{Error, Result};
 pub use events::Event;
+pub use playback::{
+    DtmfMode, DtmfOptions, DtmfSource, LegDtmf, PlayEndReason, PlayInfo, PlayOptions, Repeat,
+    MAX_DTMF_DIGITS, MAX_PROMPT_SAMPLES,
+};
 pub use ports::{PoolStats, PortPool};
 pub use stats::{DropCounts, DropKind, EngineStats, InterfaceStats, LegStats, SessionStats, WorkerStats};
 pub use types::{LegId, SessionId};
