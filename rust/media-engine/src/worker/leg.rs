@@ -177,10 +177,8 @@ pub(crate) fn looks_like_rtcp(data: &[u8]) -> bool {
 /// A seed for the leg's SSRC and initial sequence number and timestamp
 /// (RFC 3550 §5.1, §8.1: random), from the process's random hash keys.
 fn random_seed(session: SessionId, leg: LegId) -> u32 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    (session.0, leg.0).hash(&mut h);
-    h.finish() as u32
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one((session.0, leg.0)) as u32
 }
 
 /// Everything needed to build a leg.
