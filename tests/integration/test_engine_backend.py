@@ -144,7 +144,7 @@ def test_what_cannot_be_done_says_why(engine: Engine) -> None:
         be.set_codecs("c1", "alice", 3, LegCodecs((PCMU,), (PCMU,)))
     with pytest.raises(BackendError, match="Unknown call-id"):
         be.connect("zz", "a", "b", [False])
-    with pytest.raises(BackendError, match="/x.wav"):
+    with pytest.raises(BackendError, match=r"/x\.wav"):
         be.play_media("c1", "alice", MediaSource(file="/x.wav"))
     with pytest.raises(BackendError, match="blob"):
         be.play_media("c1", "alice", MediaSource(blob=b"RIFF"))

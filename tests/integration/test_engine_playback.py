@@ -61,7 +61,9 @@ def receive(s: socket.socket, n: int, quiet: float = 0.5) -> list[RtpPacket]:
     return got
 
 
-def events_until(e: Engine, want: Callable[[list[EngineEvent]], bool], timeout: float = 3.0) -> list[EngineEvent]:
+def events_until(
+    e: Engine, want: Callable[[list[EngineEvent]], bool], timeout: float = 3.0
+) -> list[EngineEvent]:
     seen: list[EngineEvent] = []
     deadline = time.monotonic() + timeout
     while not want(seen):
@@ -107,7 +109,8 @@ def test_a_prompt_plays_and_ends_with_an_event(peers: Callable[[], socket.socket
         assert abs(dominant_freq(pcm, 8000) - 1000.0) < 10.0
         seen = events_until(e, lambda evs: any(ev["type"] == "play_ended" for ev in evs))
         ended = [ev for ev in seen if ev["type"] == "play_ended"]
-        assert ended == [{"type": "play_ended", "session": s, "leg": a, "play": info["play"], "reason": "finished"}]
+        expected = {"type": "play_ended", "session": s, "leg": a, "play": info["play"], "reason": "finished"}
+        assert ended == [expected]
         with pytest.raises(MediaError, match="mono 16-bit"):
             stereo = tmp_path / "stereo.wav"
             with wave.open(str(stereo), "wb") as w:
@@ -123,7 +126,7 @@ def test_a_prompt_plays_and_ends_with_an_event(peers: Callable[[], socket.socket
 def test_caller_keys_become_dtmf_events(peers: Callable[[], socket.socket]) -> None:
     pa, pb = peers(), peers()
     with engine(41820) as e:
-        s, a, a_rtp = pcmu_call(e, pa, pb, detect_dtmf=True)
+        _, a, a_rtp = pcmu_call(e, pa, pb, detect_dtmf=True)
         for seq, (marker, ts, payload) in enumerate(telephone_event_packets("5", 120, timestamp=8000)):
             packet = RtpPacket(101, seq, ts, 0x77, payload, marker=marker).serialize()
             pa.sendto(packet, a_rtp)
