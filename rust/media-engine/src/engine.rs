@@ -321,7 +321,13 @@ impl Engine {
         let w = self.worker_of(session)?;
         let format = self.call(w, |reply| Command::InjectFormat { session, leg, reply })?;
         let play = self.next_play.fetch_add(1, Relaxed);
-        let inject = Box::new(playback::prompt(path, &format.0, &opts, play)?);
+        let inject = Box::new(playback::prompt(
+            path,
+            &format.0,
+            &opts,
+            play,
+            self.config.opus_complexity,
+        )?);
         let duration = inject.duration;
         self.call(w, |reply| Command::Inject {
             session,
@@ -354,7 +360,13 @@ impl Engine {
     ) -> Result<Duration> {
         let w = self.worker_of(session)?;
         let format = self.call(w, |reply| Command::InjectFormat { session, leg, reply })?;
-        let inject = Box::new(playback::dtmf(digits, &format.0, format.1, &opts)?);
+        let inject = Box::new(playback::dtmf(
+            digits,
+            &format.0,
+            format.1,
+            &opts,
+            self.config.opus_complexity,
+        )?);
         let duration = inject.duration.unwrap_or_default();
         self.call(w, |reply| Command::Inject {
             session,

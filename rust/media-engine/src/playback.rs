@@ -129,12 +129,14 @@ pub enum DtmfSource {
 /// An encoder for `codec` and the PCM rate it wants. Opus runs at the
 /// prompt's rate when libopus supports it (RFC 7587 §4.1: the RTP clock
 /// stays 48 kHz), which saves a resampler.
-fn encoder_for(codec: &LegCodec, pcm_rate: Option<u32>) -> Result<Box<dyn Encoder>> {
+/// `opus_complexity` as for transcoding (`EngineConfig::opus_complexity`).
+fn encoder_for(codec: &LegCodec, pcm_rate: Option<u32>, opus_complexity: u8) -> Result<Box<dyn Encoder>> {
     let mut params = Params::new();
     if codec.name.eq_ignore_ascii_case("opus") {
         if let Some(r) = pcm_rate.filter(|r| OPUS_PCM_RATES.contains(r)) {
             params.insert("sample_rate".into(), i64::from(r));
         }
+        params.insert("complexity".into(), i64::from(opus_complexity.min(10)));
     }
     if codec.channels != 1 {
         return Err(Error::Invalid(format!(
@@ -214,13 +216,19 @@ fn convert(pcm: Vec<i16>, from: u32, to: u32) -> Result<Vec<i16>> {
 }
 
 /// Reads `path` and prepares it for a leg that sends `codec`.
-pub(crate) fn prompt(path: &Path, codec: &LegCodec, opts: &PlayOptions, play: u64) -> Result<Injection> {
+pub(crate) fn prompt(
+    path: &Path,
+    codec: &LegCodec,
+    opts: &PlayOptions,
+    play: u64,
+    opus_complexity: u8,
+) -> Result<Injection> {
     check_ptime(codec)?;
     if opts.repeat == Repeat::Times(0) {
         return Err(Error::Invalid("repeat count must be at least 1".into()));
     }
     let (pcm, rate) = read_wav(path)?;
-    let encoder = encoder_for(codec, Some(rate))?;
+    let encoder = encoder_for(codec, Some(rate), opus_complexity)?;
     let enc_rate = encoder.sample_rate();
     let pcm = convert(pcm, rate, enc_rate)?;
     let start = (u64::from(opts.start_ms) * u64::from(enc_rate) / 1000) as usize;
@@ -281,6 +289,7 @@ pub(crate) fn dtmf(
     codec: &LegCodec,
     event_pt: Option<u8>,
     o: &DtmfOptions,
+    opus_complexity: u8,
 ) -> Result<Injection> {
     check_dtmf(digits, o)?;
     check_ptime(codec)?;
@@ -304,7 +313,7 @@ pub(crate) fn dtmf(
             }
         }
         DtmfMode::Inband => {
-            let encoder = encoder_for(codec, Some(8000))?;
+            let encoder = encoder_for(codec, Some(8000), opus_complexity)?;
             let rate = encoder.sample_rate();
             let gap = (u64::from(o.pause_ms) * u64::from(rate) / 1000) as usize;
             let mut pcm = Vec::new();
@@ -351,7 +360,7 @@ mod tests {
         assert!(check_dtmf("1", &DtmfOptions { duration_ms: 10, ..o }).is_err());
         assert!(check_dtmf("1", &DtmfOptions { volume_dbm0: 3, ..o }).is_err());
         let pcmu = LegCodec::new("PCMU", 8000, 0);
-        let e = dtmf("1", &pcmu, None, &o).err().unwrap();
+        let e = dtmf("1", &pcmu, None, &o, 9).err().unwrap();
         assert!(e.to_string().contains("telephone-event"), "{e}");
     }
 
@@ -359,7 +368,7 @@ mod tests {
     fn bad_files_are_refused_clearly() {
         let pcmu = LegCodec::new("PCMU", 8000, 0);
         let o = PlayOptions::default();
-        let e = prompt(Path::new("/nonexistent/x.wav"), &pcmu, &o, 1)
+        let e = prompt(Path::new("/nonexistent/x.wav"), &pcmu, &o, 1, 9)
             .err()
             .unwrap();
         assert!(e.to_string().contains("/nonexistent/x.wav"), "{e}");
@@ -367,7 +376,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let garbage = dir.join("garbage.wav");
         std::fs::write(&garbage, b"RIFF not really").unwrap();
-        assert!(prompt(&garbage, &pcmu, &o, 1).is_err());
+        assert!(prompt(&garbage, &pcmu, &o, 1, 9).is_err());
         let stereo = dir.join("stereo.wav");
         let spec = hound::WavSpec {
             channels: 2,
@@ -380,7 +389,7 @@ mod tests {
             w.write_sample(0i16).unwrap();
         }
         w.finalize().unwrap();
-        let e = prompt(&stereo, &pcmu, &o, 1).err().unwrap();
+        let e = prompt(&stereo, &pcmu, &o, 1, 9).err().unwrap();
         assert!(e.to_string().contains("mono"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

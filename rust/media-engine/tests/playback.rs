@@ -333,3 +333,43 @@ fn telephone_events_cross_a_pcmu_opus_call_with_translated_payload_types() {
     assert!(ev.iter().all(|v| v.timestamp() == ev[0].timestamp()));
     assert!(ev[0].marker());
 }
+
+#[test]
+fn a_prompt_into_a_transcoded_opus_leg_replaces_the_transcoded_audio() {
+    let e = engine(47120, 20, |_| {});
+    let opus = LegCodec::new("opus", 48000, 111);
+    let (s, [(_, pa, a_rtp), (b, pb, _)]) = call(&e, &pcmu(), &opus);
+    let info = e
+        .play(s, b, &wav("tone8k.wav", 8000, 600), PlayOptions::default())
+        .unwrap();
+    // A talks PCMU meanwhile (and stops well before the prompt ends, so
+    // its transcoded audio is over too): none of it may reach B.
+    for i in 0..15u16 {
+        pa.send_to(&rtp(i, 0xaaaa, 3, 160), a_rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = recv_up_to(&pb, 60);
+    let v = views(&got);
+    assert!((29..=31).contains(&v.len()), "{} packets", v.len());
+    assert!(v
+        .iter()
+        .all(|p| p.payload_type().0 == 111 && p.ssrc() == v[0].ssrc()));
+    for w in v.windows(2) {
+        assert_eq!(
+            w[1].timestamp().diff(w[0].timestamp()),
+            960,
+            "20 ms at opus's 48 kHz clock"
+        );
+    }
+    let mut dec = codec::decoder("opus", 48000, 1, &Params::new()).unwrap();
+    let mut pcm = Vec::new();
+    for p in &v {
+        dec.decode(p.payload(), &mut pcm).unwrap();
+    }
+    assert!(tone_share(&pcm[4800..pcm.len() - 4800], 1000.0, 48000) > 0.8);
+    assert!(wait_event(&e, Duration::from_secs(2), |ev| matches!(
+        ev,
+        Event::PlayEnded { play, .. } if *play == info.play
+    ))
+    .is_some());
+}

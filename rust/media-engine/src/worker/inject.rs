@@ -289,7 +289,7 @@ mod tests {
     fn rfc4733_digits_with_three_end_packets_and_one_stream() {
         let pcmu = LegCodec::new("PCMU", 8000, 0);
         let o = DtmfOptions::default();
-        let mut inj = playback::dtmf("12", &pcmu, Some(101), &o).unwrap();
+        let mut inj = playback::dtmf("12", &pcmu, Some(101), &o, 9).unwrap();
         let mut out = OutStream::new(7);
         let (pkts, p) = run_all(&mut inj, &mut out, 2000);
         assert_eq!(p, Progress::Done(None));
