@@ -119,3 +119,86 @@ impl DtmfIn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media_core::codec::g711::linear_to_ulaw;
+    use media_core::dtmf::{generate_dtmf, EventSender};
+
+    fn packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn keys(d: &mut DtmfIn, packets: &[Vec<u8>]) -> Vec<KeyPress> {
+        let mut out = Vec::new();
+        for p in packets {
+            d.on_rtp(p, |k| out.push(k));
+        }
+        out
+    }
+
+    #[test]
+    fn rfc4733_keys_once_each_even_duplicated_and_per_stream() {
+        let mut d = DtmfIn::new(Some(101), None, 8000).unwrap();
+        let mut packets = Vec::new();
+        let mut s = EventSender::new(8000, 20).unwrap();
+        s.start('8', 100, 10, media_core::RtpTimestamp(800)).unwrap();
+        let mut body = Vec::new();
+        let mut seq = 0;
+        while let Some(m) = {
+            body.clear();
+            s.next_packet(&mut body)
+        } {
+            let p = packet(101, m.marker, seq, m.timestamp.0, 1, &body);
+            packets.push(p.clone());
+            packets.push(p);
+            seq += 1;
+        }
+        let got = keys(&mut d, &packets);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].digit, got[0].source), ('8', DtmfSource::Rfc4733));
+        // The same packets from another SSRC are another press.
+        let other: Vec<_> = packets
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p[8..12].copy_from_slice(&2u32.to_be_bytes());
+                p
+            })
+            .collect();
+        assert_eq!(keys(&mut d, &other).len(), 1);
+    }
+
+    #[test]
+    fn inband_tones_in_pcmu_are_detected_other_payload_types_ignored() {
+        let pcmu = LegCodec::new("PCMU", 8000, 0);
+        let mut d = DtmfIn::new(None, Some(&pcmu), 8000).unwrap();
+        let mut pcm = generate_dtmf(8000, '6', 100, -10.0).unwrap();
+        pcm.resize(pcm.len() + 800, 0);
+        let frames: Vec<Vec<u8>> = pcm
+            .chunks(160)
+            .map(|c| c.iter().map(|&x| linear_to_ulaw(x)).collect())
+            .collect();
+        let as_pcma: Vec<_> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| packet(8, false, i as u16, 160 * i as u32, 5, f))
+            .collect();
+        assert!(keys(&mut d, &as_pcma).is_empty(), "not the leg's payload type");
+        let as_pcmu: Vec<_> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| packet(0, false, 100 + i as u16, 160 * i as u32, 6, f))
+            .collect();
+        let got = keys(&mut d, &as_pcmu);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].digit, got[0].source), ('6', DtmfSource::Inband));
+        assert!(got[0].duration_ms > 0);
+    }
+}

@@ -319,4 +319,51 @@ mod tests {
             assert!(of.iter().all(|e| e.1 == of[0].1 && e.2.volume == 10));
         }
     }
+
+    #[test]
+    fn successive_prompts_continue_one_stream_with_a_marker_each() {
+        let pcmu = LegCodec::new("PCMU", 8000, 0);
+        let prompt = |n: usize| {
+            let enc = media_core::codec::encoder("PCMU", 8000, 1, &Default::default()).unwrap();
+            let source = Source::Audio {
+                pcm: vec![1000; n],
+                pos: 0,
+                loops_left: Some(0),
+                encoder: enc,
+                play: Some(7),
+            };
+            Injection::new(source, &pcmu, None)
+        };
+        let mut out = OutStream::new(42);
+        let t0 = Instant::now();
+        let mut first = prompt(800); // 100 ms: 5 packets
+        let mut pkts = Vec::new();
+        let mut done = None;
+        for i in 0..20u64 {
+            match first.run(&mut out, t0 + Duration::from_millis(10 * i), |b| {
+                pkts.push(b.to_vec())
+            }) {
+                Progress::Running => {}
+                p => {
+                    done = Some(p);
+                    break;
+                }
+            }
+        }
+        assert_eq!(done, Some(Progress::Done(Some(7))));
+        assert_eq!(pkts.len(), 5, "the last partial frame is padded, nothing more");
+        // One second later a second prompt: same SSRC, next sequence number,
+        // timestamp advanced by the pause (RFC 3550 5.1), marker again.
+        let mut second = prompt(160);
+        let later = t0 + Duration::from_millis(1200);
+        second.run(&mut out, later, |b| pkts.push(b.to_vec()));
+        let v: Vec<_> = pkts.iter().map(|b| RtpView::parse(b).unwrap()).collect();
+        assert!(v[0].marker() && !v[1].marker() && v[5].marker());
+        for w in v.windows(2) {
+            assert_eq!(w[1].sequence().diff(w[0].sequence()), 1);
+            assert_eq!(w[1].ssrc(), w[0].ssrc());
+        }
+        let gap = v[5].timestamp().diff(v[4].timestamp());
+        assert!((8000..=9600).contains(&gap), "{gap} units for ~1.1 s");
+    }
 }
