@@ -7,7 +7,15 @@ from typing import Self, TypeAlias, final
 import numpy as np
 import numpy.typing as npt
 
-from vpbx.media.engine import Address, EngineEvent, EngineStats, LegInfo, RecordingInfo, SessionStats
+from vpbx.media.engine import (
+    Address,
+    EngineEvent,
+    EngineStats,
+    LegInfo,
+    PlayInfo,
+    RecordingInfo,
+    SessionStats,
+)
 
 __version__: str
 __all__ = [
@@ -260,6 +268,8 @@ class Engine:
         channels: int = 1,
         payload_type: int | None = None,
         ptime_ms: int = 20,
+        telephone_event_pt: int | None = None,
+        detect_dtmf: bool = False,
     ) -> None:
         """Sets the leg's negotiated format once SDP has settled it (the
         answer, a re-INVITE); the arguments mean what they mean for
@@ -268,7 +278,55 @@ class Engine:
         A connected leg is reconnected at once, so relay or transcoding
         follows; if the engine cannot transcode the pair, :class:`MediaError`
         is raised and the leg keeps its previous codec. Receive statistics
-        restart when the clock rate changes."""
+        restart when the clock rate changes. ``telephone_event_pt``: the
+        leg's RFC 4733 payload type (clocked like its codec); between
+        transcoded legs events are passed on with the payload type (and
+        clock) translated. ``detect_dtmf``: report key presses on the leg as
+        ``dtmf`` events (RFC 4733, and in-band tones when it has a codec).
+        Both are set on every call (see :meth:`set_leg_dtmf`)."""
+    def set_leg_dtmf(
+        self, session: int, leg: int, *, telephone_event_pt: int | None = None, detect: bool = False
+    ) -> None:
+        """Sets only the leg's RFC 4733 payload type and key press detection."""
+    def play(
+        self,
+        session: int,
+        leg: int,
+        path: str | os.PathLike[str],
+        *,
+        loop: bool = False,
+        repeat: int = 1,
+        start_ms: int = 0,
+    ) -> PlayInfo:
+        """Plays a WAV prompt (mono 16-bit PCM, 8-48 kHz; loaded whole, at
+        most 8 Mi samples after conversion) into the leg, encoded with its
+        codec (a relayed leg without one: its partner's) at its ptime, from
+        the engine's own RTP stream for the leg (own SSRC; marker bit on the
+        first packet). While it plays the partner's media towards the leg is
+        withheld; what the leg was sent before (prompt, DTMF) stops.
+        ``loop`` plays until :meth:`stop_play`, else ``repeat`` times;
+        ``start_ms`` skips into the file. Ends with a ``play_ended`` event.
+        A bad file or a leg without codec raises :class:`MediaError` and
+        starts nothing."""
+    def stop_play(self, session: int, leg: int) -> int | None:
+        """Stops the prompt playing into the leg (``play_ended`` with reason
+        ``stopped``); its id, or ``None`` if none was playing."""
+    def send_dtmf(
+        self,
+        session: int,
+        leg: int,
+        digits: str,
+        *,
+        duration_ms: int = 100,
+        pause_ms: int = 50,
+        volume_dbm0: int = -10,
+        mode: str = "rfc4733",
+    ) -> int:
+        """Sends DTMF ``digits`` (``0-9*#A-D``, ``!`` flash; up to 64) into the
+        leg as ``rfc4733`` events with its telephone-event payload type (end
+        packet sent 3 times) or ``inband`` tones in its codec; returns how
+        long that takes (ms). Withholds the partner's media meanwhile, like
+        :meth:`play`."""
     def connect(self, session: int, a: int, b: int) -> None:
         """Relays media between legs ``a`` and ``b``, both ways."""
     def delete_session(self, session: int) -> SessionStats:
@@ -308,7 +366,7 @@ class Engine:
         ``leg, label, interface, local_rtp, local_rtcp, remote_rtp, peer,
         latched, packets_in, bytes_in, packets_out, bytes_out, rtcp_in,
         rtcp_out, lost, expected, jitter_ms, duplicates, reordered, ssrc,
-        ssrc_changes, transcoding, last_packet_age_s`` and ``dropped`` (by
+        ssrc_changes, transcoding, playing, last_packet_age_s`` and ``dropped`` (by
         reason: ``garbage, stranger, flood, no_destination, oversize,
         send_failed``)."""
     def engine_stats(self) -> EngineStats:
@@ -328,7 +386,8 @@ class Engine:
         ``silent_for_s``; ``latched``: ``peer`` (host, port), ``rtcp`` (bool);
         ``media_resumed``: nothing more; ``recording_failed`` (``leg`` is
         ``None``): ``reason``; ``events_lost`` (``session`` and
-        ``leg`` are ``None``): ``count``."""
+        ``leg`` are ``None``): ``count``; ``play_ended``: ``play``,
+        ``reason``; ``dtmf``: ``digit``, ``duration_ms``, ``source``."""
     def close(self) -> None:
         """Stops the workers and frees every port (idempotent); later calls raise
         :class:`MediaError`. Should another thread be inside a call right now,

@@ -4,12 +4,14 @@ ports 41400..41499), checked call by call and through the NG commands."""
 from __future__ import annotations
 
 import socket
+import wave
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from vpbx.media import Engine, RtpPacket
-from vpbx.media.ng_backend import NOT_SUPPORTED, EngineBackend
+from vpbx.media.ng_backend import EngineBackend
 from vpbx.ng import (
     BackendError,
     Endpoint,
@@ -142,17 +144,47 @@ def test_what_cannot_be_done_says_why(engine: Engine) -> None:
         be.set_codecs("c1", "alice", 3, LegCodecs((PCMU,), (PCMU,)))
     with pytest.raises(BackendError, match="Unknown call-id"):
         be.connect("zz", "a", "b", [False])
-    for action, reason in (
-        (lambda: be.play_media("c1", "alice", MediaSource(file="/x.wav")), NOT_SUPPORTED["play media"]),
-        (lambda: be.stop_media("c1", "alice"), NOT_SUPPORTED["play media"]),
-        (
-            lambda: be.play_dtmf("c1", "alice", 5, duration_ms=100, volume_db=-8, pause_ms=100),
-            NOT_SUPPORTED["play DTMF"],
-        ),
-    ):
-        with pytest.raises(BackendError) as e:
-            action()
-        assert e.value.reason == reason
+    with pytest.raises(BackendError, match=r"/x\.wav"):
+        be.play_media("c1", "alice", MediaSource(file="/x.wav"))
+    with pytest.raises(BackendError, match="blob"):
+        be.play_media("c1", "alice", MediaSource(blob=b"RIFF"))
+    with pytest.raises(BackendError, match="Not currently playing media"):
+        be.stop_media("c1", "alice")
+    # the key alice presses goes to bob, whose G.729 the engine cannot encode
+    with pytest.raises(BackendError, match="G729/8000 is not supported"):
+        be.play_dtmf("c1", "alice", 5, duration_ms=100, volume_db=-8, pause_ms=100)
+
+
+def test_play_media_and_dtmf_on_a_relayed_call(
+    engine: Engine, phones: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    be = EngineBackend(engine)
+    pa, pb = phones
+    for party, phone, codecs in (("alice", pa, (PCMU, EVENTS)), ("bob", pb, (PCMU,))):
+        be.allocate_leg("c1", party, 0)
+        be.set_remote("c1", party, 0, Endpoint("127.0.0.1", port(phone)))
+        be.set_codecs("c1", party, 0, LegCodecs(codecs, codecs, 20))
+    be.connect("c1", "alice", "bob", [False])
+    prompt = tmp_path / "hello.wav"
+    with wave.open(str(prompt), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(2 * 3200))  # 200 ms of silence
+    assert be.play_media("c1", "bob", MediaSource(file=str(prompt)), repeat_times=2) == 400
+    got = [RtpPacket.parse(pb.recv(2048)) for _ in range(20)]
+    assert {p.payload_type for p in got} == {0}
+    assert be.stop_media("c1", "bob") == 0
+    assert not be.transcoded_streams()  # giving bob's leg its codec kept the pair relaying
+    # bob presses 9: alice negotiated telephone-event, so RFC 4733 events reach her
+    be.play_dtmf("c1", "bob", 9, duration_ms=100, volume_db=-8, pause_ms=100)
+    events = [RtpPacket.parse(pa.recv(2048)) for _ in range(5)]
+    assert {p.payload_type for p in events} == {101} and events[0].marker
+    # alice presses 1: bob has no telephone-event, so he hears in-band tones
+    be.play_dtmf("c1", "alice", 1, duration_ms=100, volume_db=-8, pause_ms=100)
+    tones = [RtpPacket.parse(pb.recv(2048)) for _ in range(5)]
+    assert {p.payload_type for p in tones} == {0}
+    be.delete("c1")
 
 
 def test_deleting_a_party_and_media_timeouts(engine: Engine) -> None:

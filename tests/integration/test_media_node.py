@@ -12,6 +12,7 @@ import json
 import signal
 import socket
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 from media_node_proc import STOP_TIMEOUT, Node, media_node, text
 
 from conftest import dominant_freq, sine
-from vpbx.media import Decoder, Encoder, RtpPacket
+from vpbx.media import Decoder, Encoder, RtpPacket, parse_telephone_event
 from vpbx.ng import decode
 from vpbx.sdp import parse as parse_sdp
 
@@ -291,14 +292,48 @@ def test_bad_input_gets_clear_errors_and_the_node_keeps_serving(node: Node) -> N
     assert ok["result"] == "ok" and "warning" not in ok
     r = node.ng(command="start recording", call_id="rec-1", from_tag="rec-1-a")
     assert r["result"] == "ok"
-    # features the engine does not have yet say so
-    for command, reason in (("play DTMF", "playing DTMF is not supported by this media node yet"),):
-        r = node.ng(command=command, call_id="rec-1", from_tag="rec-1-a", code="5")
-        assert r == {"result": "error", "error-reason": reason}
+    # nothing to stop, and no file of ours as a blob
+    r = node.ng(command="stop media", call_id="rec-1", from_tag="rec-1-a")
+    assert r == {"result": "error", "error-reason": "Not currently playing media"}
+    r = node.ng(command="play media", call_id="rec-1", from_tag="rec-1-a", blob=b"RIFF")
+    assert r["result"] == "error" and "blob" in r["error-reason"]
     assert node.ng(command="delete", call_id="rec-1")["result"] == "ok"
     m = node.metrics()
     assert m[("vpbx_ng_commands_total", (("command", "invalid"), ("result", "error")))] >= 3
     assert m[("vpbx_ng_dropped_datagrams_total", ())] >= 1
+
+
+def test_play_media_and_play_dtmf_reach_the_phones(
+    node: Node, phones: tuple[Phone, Phone], tmp_path: Path
+) -> None:
+    a, b = phones
+    formats = [(0, "PCMU/8000"), (101, "telephone-event/8000")]
+    call(node, "play-1", a, b, formats, formats)
+    prompt = tmp_path / "prompt.wav"
+    with wave.open(str(prompt), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(sine(8000, 1000.0, 0.4).tobytes())
+    r = node.ng(command="play media", call_id="play-1", from_tag="play-1-a", file=str(prompt))
+    assert r == {"result": "ok", "duration": 400}
+    got = [RtpPacket.parse(p) for p in a.receive(40, quiet_s=0.5)]
+    assert 19 <= len(got) <= 21, len(got)  # 400 ms of 20 ms packets
+    assert got[0].marker and {p.payload_type for p in got} == {0}
+    dec = Decoder("PCMU", 8000)
+    pcm = np.concatenate([dec.decode(p.payload) for p in got])
+    assert abs(dominant_freq(pcm, 8000) - 1000.0) < 10.0
+    missing = node.ng(command="play media", call_id="play-1", from_tag="play-1-a", file="/no/such.wav")
+    assert missing["result"] == "error" and "/no/such.wav" in missing["error-reason"]
+
+    # the key "pressed" by a reaches b as RFC 4733 events with b's payload type
+    r = node.ng(command="play DTMF", call_id="play-1", from_tag="play-1-a", code="7", duration=100)
+    assert r == {"result": "ok"}
+    events = [RtpPacket.parse(p) for p in b.receive(20, quiet_s=0.5)]
+    assert events and {p.payload_type for p in events} == {101}
+    parsed = [parse_telephone_event(p.payload) for p in events]
+    assert {e["digit"] for e in parsed} == {"7"} and sum(bool(e["end"]) for e in parsed) == 3
+    assert node.ng(command="delete", call_id="play-1")["result"] == "ok"
 
 
 def test_media_timeout_deletes_a_silent_call(tmp_path: Path, phones: tuple[Phone, Phone]) -> None:

@@ -76,6 +76,8 @@ class LegStats(TypedDict):
     """SSRC of the current incoming source."""
     ssrc_changes: int
     transcoding: bool
+    playing: int | None
+    """Id of the prompt being played into the leg (``Engine.play``), if any."""
     """Media from this leg is decoded and re-encoded for its partner."""
     last_packet_age_s: float | None
     """Time since the last accepted packet; ``None`` if none ever came."""
@@ -186,6 +188,42 @@ class RecordingFailedEvent(TypedDict):
     reason: str
 
 
+class PlayEndedEvent(TypedDict):
+    """A prompt started with ``Engine.play`` ended: ``finished``, or
+    ``stopped`` (``stop_play``, or replaced by another prompt or DTMF on the
+    leg). Not raised when the session is deleted."""
+
+    type: Literal["play_ended"]
+    session: int
+    leg: int
+    play: int
+    reason: Literal["finished", "stopped"]
+
+
+class DtmfEvent(TypedDict):
+    """A key was pressed on a leg with DTMF detection on, reported once per
+    press as soon as it is seen: ``duration_ms`` is how long it had lasted by
+    then (RFC 4733: the first packet's duration; in-band: the detector's
+    minimum)."""
+
+    type: Literal["dtmf"]
+    session: int
+    leg: int
+    digit: str
+    """``0``-``9``, ``*``, ``#``, ``A``-``D``, or ``!`` for flash."""
+    duration_ms: int
+    source: Literal["rfc4733", "inband"]
+
+
+class PlayInfo(TypedDict):
+    """What ``Engine.play`` started."""
+
+    play: int
+    """Engine-wide id, echoed in ``play_ended``."""
+    duration_ms: int | None
+    """How long it plays; ``None`` when it loops until stopped."""
+
+
 class RecordingInfo(TypedDict):
     """What ``stop_recording`` reports about the finished WAV file."""
 
@@ -206,13 +244,20 @@ def dropped_total(dropped: DropCounts) -> int:
 
 
 EngineEvent: TypeAlias = (
-    MediaTimeoutEvent | LatchedEvent | MediaResumedEvent | RecordingFailedEvent | EventsLostEvent
+    MediaTimeoutEvent
+    | LatchedEvent
+    | MediaResumedEvent
+    | RecordingFailedEvent
+    | EventsLostEvent
+    | PlayEndedEvent
+    | DtmfEvent
 )
 """One item of ``Engine.poll_events()``; narrow it on ``event["type"]``."""
 
 __all__ = [
     "Address",
     "DropCounts",
+    "DtmfEvent",
     "EngineEvent",
     "EngineStats",
     "EventsLostEvent",
@@ -222,6 +267,8 @@ __all__ = [
     "LegStats",
     "MediaResumedEvent",
     "MediaTimeoutEvent",
+    "PlayEndedEvent",
+    "PlayInfo",
     "RecordingFailedEvent",
     "RecordingInfo",
     "SessionStats",

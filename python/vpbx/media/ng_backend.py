@@ -16,8 +16,12 @@
   call`` on an offer), it begins when the call connects. Relayed legs are decoded for the
   recording with their negotiated codec only while recording.
 
-What the engine cannot do yet (playing media or DTMF into a call) raises
-:class:`~vpbx.ng.backend.BackendError` with a reason the NG client sees; nothing is faked.
+- play media / stop media: the WAV ``file`` is played by the engine into the party's first
+  m-line leg (the party hears it instead of the other side), encoded with the leg's negotiated
+  codec; a relayed leg is given its codec for this (its partner stays codec-less, so the pair
+  keeps relaying). ``blob`` (file bytes in the request) is refused: write the file on the node.
+- play DTMF: rtpengine's party is the one *generating* the key: the digit goes to the other
+  party, as RFC 4733 events when that party negotiated telephone-event, else as in-band tones.
 Known limits, all of the engine: a party's legs stay allocated until its whole call is
 deleted; latching and strict-source are node-wide settings, not per request; relayed packets
 keep their payload type numbers.
@@ -54,13 +58,10 @@ from vpbx.ng.backend import (
 )
 from vpbx.sdp import Codec
 
-__all__ = ["NOT_SUPPORTED", "EngineBackend", "EngineCodec", "recording_name"]
+__all__ = ["EngineBackend", "EngineCodec", "recording_name"]
 
-#: Reasons given for the features the engine does not have yet (texts in vpbx.ng.errors).
-NOT_SUPPORTED = {
-    "play media": errors.NO_PLAY_MEDIA,
-    "play DTMF": errors.NO_PLAY_DTMF,
-}
+#: RFC 4733 §3.2 Table 3: event codes 0-15 as keys.
+_DTMF_KEYS = "0123456789*#ABCD"
 
 LegKey = tuple[str, int]  # (party, m-line index)
 
@@ -74,6 +75,7 @@ class EngineCodec:
     channels: int = 1
     payload_type: int | None = None
     ptime_ms: int = 20
+    telephone_event_pt: int | None = None
 
 
 @dataclass
@@ -121,6 +123,16 @@ def recording_name(call_id: str, now: float) -> str:
 
 def _main_codec(codecs: Sequence[Codec]) -> Codec | None:
     return next((c for c in codecs if not c.is_auxiliary), None)
+
+
+def _telephone_event(codecs: LegCodecs | None, clock_rate: int) -> int | None:
+    """The leg's RFC 4733 payload type at its codec's clock rate (§2.1), if negotiated."""
+    if codecs is None:
+        return None
+    for c in (*codecs.send, *codecs.receive):
+        if c.name.lower() == "telephone-event" and c.clock_rate == clock_rate and c.pt is not None:
+            return c.pt
+    return None
 
 
 class EngineBackend:
@@ -292,8 +304,9 @@ class EngineBackend:
         main = (_main_codec(codecs.send) or _main_codec(codecs.receive)) if codecs is not None else None
         ptime = (codecs.ptime if codecs is not None else None) or 20
         clock = main.clock_rate if main is not None else 8000
+        event_pt = _telephone_event(codecs, clock)
         if not transcode:
-            return EngineCodec(None, clock)
+            return EngineCodec(None, clock, telephone_event_pt=event_pt)
         if main is None:
             raise BackendError(errors.NO_LEG_CODEC)
         name = self._transcodable.get(main.name.lower())
@@ -301,7 +314,7 @@ class EngineBackend:
             raise BackendError(errors.NO_TRANSCODE_CODEC.format(codec=main.encoding))
         # RFC 7587 §7: opus is always "opus/48000/2" in SDP, whatever the stream's channels
         channels = 1 if name == "opus" else main.channels or 1
-        return EngineCodec(name, main.clock_rate, channels, main.pt, ptime)
+        return EngineCodec(name, main.clock_rate, channels, main.pt, ptime, event_pt)
 
     def _apply(self, session: int, leg: _Leg, codec: EngineCodec) -> None:
         if leg.applied == codec:
@@ -314,6 +327,7 @@ class EngineBackend:
             channels=codec.channels,
             payload_type=codec.payload_type if codec.name is not None else None,
             ptime_ms=codec.ptime_ms,
+            telephone_event_pt=codec.telephone_event_pt,
         )
         leg.applied = codec
 
@@ -511,7 +525,17 @@ class EngineBackend:
             call.recording = False
         return call_id
 
-    # -- not supported by the engine yet --------------------------------------------------------
+    # -- prompts and DTMF ---------------------------------------------------------------------
+
+    def _sending_leg(self, call_id: str, party: str) -> tuple[_Call, _Leg]:
+        """The party's first m-line leg, with a codec the engine can encode prompts and DTMF
+        in: a relayed leg is given its negotiated codec (its partner keeps none, so the pair
+        still relays)."""
+        call, leg = self._leg(call_id, party, 0)
+        if leg.applied is None or leg.applied.name is None:
+            with self._engine_errors():
+                self._apply(call.session, leg, self._engine_codec(leg, transcode=True))
+        return call, leg
 
     def play_media(
         self,
@@ -523,12 +547,52 @@ class EngineBackend:
         repeat_duration_ms: int | None = None,
         start_pos: int = 0,
     ) -> int | None:
-        raise BackendError(NOT_SUPPORTED["play media"])
+        """Plays ``source.file`` to ``party``; returns its duration in ms (``None`` while it
+        loops: ``repeat_duration_ms`` plays it until ``stop media``)."""
+        if source.file is None:
+            raise BackendError(errors.NO_MEDIA_BLOB)
+        call, leg = self._sending_leg(call_id, party)
+        with self._engine_errors():
+            info = self.engine.play(
+                call.session,
+                leg.leg,
+                source.file,
+                loop=repeat_duration_ms is not None,
+                repeat=max(1, repeat_times),
+                start_ms=max(0, start_pos),
+            )
+        return info["duration_ms"]
 
     def stop_media(self, call_id: str, party: str) -> int | None:
-        raise BackendError(NOT_SUPPORTED["play media"])
+        call, leg = self._leg(call_id, party, 0)
+        with self._engine_errors():
+            stopped = self.engine.stop_play(call.session, leg.leg)
+        if stopped is None:
+            raise BackendError(errors.NOT_PLAYING)
+        return 0
 
     def play_dtmf(
         self, call_id: str, party: str, code: int, *, duration_ms: int, volume_db: int, pause_ms: int
     ) -> None:
-        raise BackendError(NOT_SUPPORTED["play DTMF"])
+        """Sends key ``code`` as if ``party`` had pressed it: into the other party's leg."""
+        call = self._calls.get(call_id)
+        if call is None:
+            raise BackendError(errors.UNKNOWN_CALL)
+        if not 0 <= code < len(_DTMF_KEYS):
+            raise BackendError(errors.BAD_DTMF_CODE)
+        others = sorted(p for p, i in call.legs if p != party and i == 0)
+        if (party, 0) not in call.legs or not others:
+            raise BackendError(errors.NO_LEG.format(index=0, party=party))
+        _, leg = self._sending_leg(call_id, others[0])
+        events = leg.applied is not None and leg.applied.telephone_event_pt is not None
+        mode = "rfc4733" if events else "inband"
+        with self._engine_errors():
+            self.engine.send_dtmf(
+                call.session,
+                leg.leg,
+                _DTMF_KEYS[code],
+                duration_ms=duration_ms,
+                pause_ms=pause_ms,
+                volume_dbm0=max(-63, min(0, volume_db)),
+                mode=mode,
+            )

@@ -52,8 +52,8 @@ NO_DTMF_CODE = "No DTMF code or digit specified"
 INTERNAL = "Internal error"
 
 # Media engine (vpbx.media.ng_backend): what this media node cannot do (yet)
-NO_PLAY_MEDIA = "playing media is not supported by this media node yet"
-NO_PLAY_DTMF = "playing DTMF is not supported by this media node yet"
+NO_MEDIA_BLOB = "Playing media from a blob is not supported: give a file on the media node"
+NOT_PLAYING = "Not currently playing media"
 NO_TRANSCODE_CODEC = "Cannot transcode: codec {codec} is not supported by this media node"
 NO_LEG_CODEC = "Cannot transcode: no codec negotiated for a leg"
 UNKNOWN_INTERFACE = "Unknown interface '{name}'"

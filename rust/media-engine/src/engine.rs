@@ -7,6 +7,7 @@
 use crate::config::{EngineConfig, LegCodec, LegSpec};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventQueue};
+use crate::playback::{self, DtmfOptions, LegDtmf, PlayInfo, PlayOptions};
 use crate::ports::PortPool;
 use crate::stats::{EngineStats, InterfaceStats, SessionStats, WorkerCounters, WorkerStats};
 use crate::sys::thread_cpu_time;
@@ -16,10 +17,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::os::unix::thread::JoinHandleExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What `add_leg` created: the addresses to put into SDP.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -52,6 +55,7 @@ pub struct Engine {
     admitted: AtomicUsize,
     refused: AtomicU64,
     events: Arc<EventQueue>,
+    next_play: AtomicU64,
 }
 
 impl Engine {
@@ -77,6 +81,7 @@ impl Engine {
             admitted: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             events,
+            next_play: AtomicU64::new(1),
         };
         for index in 0..engine.config.worker_count() {
             // On error the workers started so far are stopped by Drop.
@@ -303,6 +308,92 @@ impl Engine {
     pub fn stop_recording(&self, session: SessionId) -> Result<RecordingInfo> {
         let w = self.worker_of(session)?;
         self.call(w, |reply| Command::StopRecording { session, reply })
+    }
+
+    /// Plays a WAV prompt (mono 16-bit PCM, 8..=48 kHz) into the leg: read
+    /// and converted here, in the calling thread, then sent from the leg's
+    /// port at its codec's ptime (see `playback` for the codec used and
+    /// the size cap). While it plays, the partner's media towards the leg
+    /// is withheld (an announcement replaces the call's audio); anything
+    /// the leg was being sent stops. Ends with `Event::PlayEnded`. A bad
+    /// file or a leg without codec is an error and starts nothing.
+    pub fn play(&self, session: SessionId, leg: LegId, path: &Path, opts: PlayOptions) -> Result<PlayInfo> {
+        let w = self.worker_of(session)?;
+        let format = self.call(w, |reply| Command::InjectFormat { session, leg, reply })?;
+        let play = self.next_play.fetch_add(1, Relaxed);
+        let inject = Box::new(playback::prompt(
+            path,
+            &format.0,
+            &opts,
+            play,
+            self.config.opus_complexity,
+        )?);
+        let duration = inject.duration;
+        self.call(w, |reply| Command::Inject {
+            session,
+            leg,
+            format,
+            inject,
+            reply,
+        })?;
+        Ok(PlayInfo { play, duration })
+    }
+
+    /// Stops the prompt playing into the leg (raising `PlayEnded` with
+    /// reason `Stopped`); returns its id, `None` if nothing was playing.
+    pub fn stop_play(&self, session: SessionId, leg: LegId) -> Result<Option<u64>> {
+        let w = self.worker_of(session)?;
+        self.call(w, |reply| Command::StopPlay { session, leg, reply })
+    }
+
+    /// Sends DTMF `digits` to the leg's endpoint, as RFC 4733 events with
+    /// the leg's telephone-event payload type (`set_leg_dtmf`) or as
+    /// in-band tones in its codec; returns how long that takes. Like a
+    /// prompt, it withholds the partner's media meanwhile and replaces what
+    /// the leg was being sent.
+    pub fn send_dtmf(
+        &self,
+        session: SessionId,
+        leg: LegId,
+        digits: &str,
+        opts: DtmfOptions,
+    ) -> Result<Duration> {
+        let w = self.worker_of(session)?;
+        let format = self.call(w, |reply| Command::InjectFormat { session, leg, reply })?;
+        let inject = Box::new(playback::dtmf(
+            digits,
+            &format.0,
+            format.1,
+            &opts,
+            self.config.opus_complexity,
+        )?);
+        let duration = inject.duration.unwrap_or_default();
+        self.call(w, |reply| Command::Inject {
+            session,
+            leg,
+            format,
+            inject,
+            reply,
+        })?;
+        Ok(duration)
+    }
+
+    /// Sets the leg's RFC 4733 payload type and key press detection (see
+    /// [`LegDtmf`]). Between transcoded legs, events are translated from one
+    /// leg's payload type to the other's.
+    pub fn set_leg_dtmf(&self, session: SessionId, leg: LegId, dtmf: LegDtmf) -> Result<()> {
+        let w = self.worker_of(session)?;
+        if dtmf.telephone_event_pt.is_some_and(|p| p > 127) {
+            return Err(Error::Invalid(
+                "telephone-event payload type must be 0..=127".into(),
+            ));
+        }
+        self.call(w, |reply| Command::SetDtmf {
+            session,
+            leg,
+            dtmf,
+            reply,
+        })
     }
 
     pub fn session_stats(&self, session: SessionId) -> Result<SessionStats> {

@@ -3,6 +3,7 @@
 //! readable; the asyncio loop watches that descriptor and drains the queue
 //! with `Engine::poll_events`.
 
+use crate::playback::{DtmfSource, PlayEndReason};
 use crate::sys::EventFd;
 use crate::types::{LegId, SessionId};
 use std::collections::VecDeque;
@@ -35,6 +36,24 @@ pub enum Event {
     /// A recording ended on an error (e.g. the disk is full): the WAV
     /// holds what was written before it; media keeps flowing.
     RecordingFailed { session: SessionId, reason: String },
+    /// A prompt started with `Engine::play` ended (not raised when the
+    /// session or leg is deleted).
+    PlayEnded {
+        session: SessionId,
+        leg: LegId,
+        play: u64,
+        reason: PlayEndReason,
+    },
+    /// A key was pressed on a leg with DTMF detection on; reported once per
+    /// press, when it is first seen (`duration_ms`: how long it had lasted
+    /// by then).
+    Dtmf {
+        session: SessionId,
+        leg: LegId,
+        digit: char,
+        duration_ms: u32,
+        source: DtmfSource,
+    },
     /// The queue was full: `count` events were dropped (first in the
     /// batch that follows the loss).
     EventsLost { count: u64 },

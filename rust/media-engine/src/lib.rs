@@ -8,7 +8,11 @@
 //! with symmetric-RTP latching, strict-source checks, flood limits and
 //! receive statistics (RFC 3550 Appendix A). Legs whose codecs (or ptimes)
 //! differ are transcoded through the core's jitter buffer and codecs on a
-//! 10 ms per-worker media tick. Events reach the control plane
+//! 10 ms per-worker media tick. The engine also sends media of its own
+//! into a leg ([`Engine::play`] for WAV prompts, [`Engine::send_dtmf`] for
+//! RFC 4733 or in-band DTMF), reports key presses heard on a leg
+//! ([`LegDtmf`], `Event::Dtmf`) and translates RFC 4733 payload types
+//! between transcoded legs. Events reach the control plane
 //! through [`Engine::event_fd`] + [`Engine::poll_events`]; Rust never calls
 //! Python.
 //!
@@ -29,6 +33,7 @@ mod config;
 mod engine;
 mod error;
 mod events;
+mod playback;
 pub mod ports;
 mod stats;
 mod sys;
@@ -39,6 +44,10 @@ pub use config::{EngineConfig, InterfaceSpec, LegCodec, LegSpec};
 pub use engine::{Engine, LegInfo};
 pub use error::{Error, Result};
 pub use events::Event;
+pub use playback::{
+    DtmfMode, DtmfOptions, DtmfSource, LegDtmf, PlayEndReason, PlayInfo, PlayOptions, Repeat,
+    MAX_DTMF_DIGITS, MAX_PROMPT_SAMPLES,
+};
 pub use ports::{PoolStats, PortPool};
 pub use stats::{DropCounts, DropKind, EngineStats, InterfaceStats, LegStats, SessionStats, WorkerStats};
 pub use types::{LegId, SessionId};

@@ -119,6 +119,8 @@ pub struct LegStats {
     pub ssrc_changes: u64,
     /// Media from this leg is decoded and re-encoded for its peer.
     pub transcoding: bool,
+    /// Id of the prompt being played into the leg, if any.
+    pub playing: Option<u64>,
     /// Time since the last accepted packet; `None` if none ever came.
     pub last_packet_age: Option<Duration>,
     pub dropped: DropCounts,

@@ -6,12 +6,14 @@
 //! `python/vpbx/_native.pyi` and typed in `vpbx.media.engine`.
 
 use crate::conv::MediaError;
+use crate::engine_dicts::{addr, engine_stats_dict, event_dict, session_stats_dict};
 use media_core::codec::REGISTRY;
 use media_engine as me;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -81,8 +83,13 @@ fn parse_addr(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn addr(a: SocketAddr) -> (String, u16) {
-    (a.ip().to_string(), a.port())
+fn leg_dtmf(telephone_event_pt: Option<i64>, detect: bool) -> PyResult<me::LegDtmf> {
+    Ok(me::LegDtmf {
+        telephone_event_pt: telephone_event_pt
+            .map(|p| int_in("telephone_event_pt", p, 0, 127))
+            .transpose()?,
+        detect,
+    })
 }
 
 /// `(name, clock_rate, channels, payload_type)`: how to decode a relayed leg.
@@ -131,148 +138,6 @@ fn leg_codec(
         payload_type,
         ptime_ms: int_in("ptime_ms", ptime_ms, 1, 1000)?,
     })
-}
-
-fn drops_dict<'py>(py: Python<'py>, d: &me::DropCounts) -> PyResult<Bound<'py, PyDict>> {
-    let out = PyDict::new(py);
-    for k in me::DropKind::ALL {
-        out.set_item(k.name(), d.get(k))?;
-    }
-    Ok(out)
-}
-
-fn leg_stats_dict<'py>(py: Python<'py>, l: &me::LegStats) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("leg", l.leg.0)?;
-    d.set_item("label", l.label.as_deref())?;
-    d.set_item("interface", &l.interface)?;
-    d.set_item("local_rtp", addr(l.local_rtp))?;
-    d.set_item("local_rtcp", l.local_rtcp.map(addr))?;
-    d.set_item("remote_rtp", l.remote_rtp.map(addr))?;
-    d.set_item("peer", l.peer.map(addr))?;
-    d.set_item("latched", l.latched)?;
-    d.set_item("packets_in", l.packets_in)?;
-    d.set_item("bytes_in", l.bytes_in)?;
-    d.set_item("packets_out", l.packets_out)?;
-    d.set_item("bytes_out", l.bytes_out)?;
-    d.set_item("rtcp_in", l.rtcp_in)?;
-    d.set_item("rtcp_out", l.rtcp_out)?;
-    d.set_item("lost", l.lost)?;
-    d.set_item("expected", l.expected)?;
-    d.set_item("jitter_ms", l.jitter_ms)?;
-    d.set_item("duplicates", l.duplicates)?;
-    d.set_item("reordered", l.reordered)?;
-    d.set_item("ssrc", l.ssrc)?;
-    d.set_item("ssrc_changes", l.ssrc_changes)?;
-    d.set_item("transcoding", l.transcoding)?;
-    d.set_item("last_packet_age_s", l.last_packet_age.map(|a| a.as_secs_f64()))?;
-    d.set_item("dropped", drops_dict(py, &l.dropped)?)?;
-    Ok(d)
-}
-
-fn session_stats_dict<'py>(py: Python<'py>, s: &me::SessionStats) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("session", s.session.0)?;
-    d.set_item("call_id", &s.call_id)?;
-    d.set_item("age_s", s.age.as_secs_f64())?;
-    let legs = PyList::empty(py);
-    for l in &s.legs {
-        legs.append(leg_stats_dict(py, l)?)?;
-    }
-    d.set_item("legs", legs)?;
-    Ok(d)
-}
-
-fn engine_stats_dict<'py>(
-    py: Python<'py>,
-    s: &me::EngineStats,
-    config: &me::EngineConfig,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("sessions", s.sessions)?;
-    d.set_item("legs", s.legs)?;
-    d.set_item("ports_used", s.ports_used)?;
-    d.set_item("ports_free", s.ports_free)?;
-    d.set_item("packets_relayed", s.packets_relayed)?;
-    d.set_item("bytes_relayed", s.bytes_relayed)?;
-    d.set_item("rtcp_relayed", s.rtcp_relayed)?;
-    d.set_item("dropped", drops_dict(py, &s.dropped)?)?;
-    d.set_item("receive_errors", s.receive_errors)?;
-    d.set_item("sessions_refused", s.sessions_refused)?;
-    d.set_item("events_lost", s.events_lost)?;
-    d.set_item("recordings_active", s.recordings_active)?;
-    d.set_item("recordings_failed", s.recordings_failed)?;
-    let workers = PyList::empty(py);
-    for w in &s.workers {
-        let wd = PyDict::new(py);
-        wd.set_item("sessions", w.sessions)?;
-        wd.set_item("legs", w.legs)?;
-        wd.set_item("packets_relayed", w.packets_relayed)?;
-        wd.set_item("cpu_time_s", w.cpu_time.as_secs_f64())?;
-        workers.append(wd)?;
-    }
-    d.set_item("workers", workers)?;
-    let interfaces = PyList::empty(py);
-    for i in &s.interfaces {
-        let spec = config.interfaces.iter().find(|c| c.name == i.name);
-        let id = PyDict::new(py);
-        id.set_item("name", &i.name)?;
-        id.set_item("local", spec.map(|c| c.local.to_string()))?;
-        id.set_item("advertised", spec.map(|c| c.advertised.to_string()))?;
-        id.set_item("ports_total", i.ports.total)?;
-        id.set_item("ports_used", i.ports.used)?;
-        id.set_item("ports_free", i.ports.free)?;
-        id.set_item("ports_busy_skipped", i.ports.busy_skipped)?;
-        interfaces.append(id)?;
-    }
-    d.set_item("interfaces", interfaces)?;
-    Ok(d)
-}
-
-fn event_dict<'py>(py: Python<'py>, ev: &me::Event) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    match ev {
-        me::Event::MediaTimeout {
-            session,
-            leg,
-            silent_for,
-        } => {
-            d.set_item("type", "media_timeout")?;
-            d.set_item("session", session.0)?;
-            d.set_item("leg", leg.0)?;
-            d.set_item("silent_for_s", silent_for.as_secs_f64())?;
-        }
-        me::Event::Latched {
-            session,
-            leg,
-            peer,
-            rtcp,
-        } => {
-            d.set_item("type", "latched")?;
-            d.set_item("session", session.0)?;
-            d.set_item("leg", leg.0)?;
-            d.set_item("peer", addr(*peer))?;
-            d.set_item("rtcp", *rtcp)?;
-        }
-        me::Event::MediaResumed { session, leg } => {
-            d.set_item("type", "media_resumed")?;
-            d.set_item("session", session.0)?;
-            d.set_item("leg", leg.0)?;
-        }
-        me::Event::RecordingFailed { session, reason } => {
-            d.set_item("type", "recording_failed")?;
-            d.set_item("session", session.0)?;
-            d.set_item("leg", py.None())?;
-            d.set_item("reason", reason)?;
-        }
-        me::Event::EventsLost { count } => {
-            d.set_item("type", "events_lost")?;
-            d.set_item("session", py.None())?;
-            d.set_item("leg", py.None())?;
-            d.set_item("count", *count)?;
-        }
-    }
-    Ok(d)
 }
 
 /// The media engine in this process: UDP port pools, worker threads that
@@ -443,6 +308,7 @@ impl Engine {
     /// whatever arrives); a connected pair is reconnected at once.
     #[pyo3(signature = (
         session, leg, codec = None, *, clock_rate = None, channels = 1, payload_type = None, ptime_ms = 20,
+        telephone_event_pt = None, detect_dtmf = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn set_leg_codec(
@@ -455,8 +321,11 @@ impl Engine {
         channels: i64,
         payload_type: Option<i64>,
         ptime_ms: i64,
+        telephone_event_pt: Option<i64>,
+        detect_dtmf: bool,
     ) -> PyResult<()> {
         let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let dtmf = leg_dtmf(telephone_event_pt, detect_dtmf)?;
         let clock_rate = clock_rate
             .map(|r| int_in::<u32>("clock_rate", r, 1, 1_000_000))
             .transpose()?;
@@ -475,7 +344,100 @@ impl Engine {
             .or(clock_rate)
             .unwrap_or(8000);
         let e = self.engine()?;
-        py.detach(|| e.set_leg_codec(sid, lid, codec, rate)).map_err(err)
+        py.detach(|| {
+            e.set_leg_codec(sid, lid, codec, rate)?;
+            e.set_leg_dtmf(sid, lid, dtmf)
+        })
+        .map_err(err)
+    }
+
+    /// Sets the leg's RFC 4733 payload type and key press detection alone.
+    #[pyo3(signature = (session, leg, *, telephone_event_pt = None, detect = false))]
+    fn set_leg_dtmf(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        leg: i64,
+        telephone_event_pt: Option<i64>,
+        detect: bool,
+    ) -> PyResult<()> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let dtmf = leg_dtmf(telephone_event_pt, detect)?;
+        let e = self.engine()?;
+        py.detach(|| e.set_leg_dtmf(sid, lid, dtmf)).map_err(err)
+    }
+
+    /// Plays a WAV prompt into the leg; returns `{"play", "duration_ms"}`.
+    #[pyo3(signature = (session, leg, path, *, r#loop = false, repeat = 1, start_ms = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn play<'py>(
+        &self,
+        py: Python<'py>,
+        session: i64,
+        leg: i64,
+        path: PathBuf,
+        r#loop: bool,
+        repeat: i64,
+        start_ms: i64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let opts = me::PlayOptions {
+            repeat: match r#loop {
+                true => me::Repeat::Forever,
+                false => me::Repeat::Times(int_in("repeat", repeat, 1, 1_000_000)?),
+            },
+            start_ms: int_in("start_ms", start_ms, 0, i64::from(u32::MAX))?,
+        };
+        let e = self.engine()?;
+        let info = py.detach(|| e.play(sid, lid, &path, opts)).map_err(err)?;
+        let d = PyDict::new(py);
+        d.set_item("play", info.play)?;
+        d.set_item("duration_ms", info.duration.map(|t| t.as_millis() as u64))?;
+        Ok(d)
+    }
+
+    /// Stops the prompt playing into the leg; its id, or None.
+    fn stop_play(&self, py: Python<'_>, session: i64, leg: i64) -> PyResult<Option<u64>> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let e = self.engine()?;
+        py.detach(|| e.stop_play(sid, lid)).map_err(err)
+    }
+
+    /// Sends DTMF into the leg; returns how long it takes (ms).
+    #[pyo3(
+        signature = (session, leg, digits, *, duration_ms = 100, pause_ms = 50, volume_dbm0 = -10, mode = "rfc4733"),
+        text_signature = "(self, /, session, leg, digits, *, duration_ms=100, pause_ms=50, volume_dbm0=-10, mode='rfc4733')"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn send_dtmf(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        leg: i64,
+        digits: &str,
+        duration_ms: i64,
+        pause_ms: i64,
+        volume_dbm0: i64,
+        mode: &str,
+    ) -> PyResult<u64> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let opts = me::DtmfOptions {
+            duration_ms: int_in("duration_ms", duration_ms, 40, 5000)?,
+            pause_ms: int_in("pause_ms", pause_ms, 0, 5000)?,
+            volume_dbm0: int_in("volume_dbm0", volume_dbm0, -63, 0)?,
+            mode: match mode {
+                "rfc4733" => me::DtmfMode::Rfc4733,
+                "inband" => me::DtmfMode::Inband,
+                _ => {
+                    return Err(MediaError::new_err(format!(
+                        "mode must be 'rfc4733' or 'inband', got {mode:?}"
+                    )))
+                }
+            },
+        };
+        let e = self.engine()?;
+        let took = py.detach(|| e.send_dtmf(sid, lid, digits, opts)).map_err(err)?;
+        Ok(took.as_millis() as u64)
     }
 
     /// Relays media between legs `a` and `b` both ways (transcoding if needed).

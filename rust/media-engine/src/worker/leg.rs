@@ -1,8 +1,11 @@
 //! One leg's state on its worker: sockets, addresses, latching, rate limit,
 //! receive statistics and the per-datagram accept/drop decision.
 
+use super::dtmf_in::DtmfIn;
+use super::inject::{Injection, OutStream};
 use super::transcode::Transcoder;
 use crate::config::LegCodec;
+use crate::playback::LegDtmf;
 use crate::ports::PortGuard;
 use crate::stats::{DropCounts, DropKind, LegStats};
 use crate::sys::Datagram;
@@ -138,6 +141,15 @@ pub(crate) struct Leg {
     pub transcode: Option<Box<Transcoder>>,
     /// Decoder feeding the session's recording while this leg is recorded.
     pub tap: Option<Box<super::recording::Tap>>,
+    /// DTMF settings (telephone-event PT, detection).
+    pub dtmf: LegDtmf,
+    /// Key press detection, while `dtmf.detect` is on.
+    pub dtmf_in: Option<Box<DtmfIn>>,
+    /// Prompt or DTMF being sent into the leg; the partner's media towards
+    /// the leg is withheld meanwhile.
+    pub inject: Option<Box<Injection>>,
+    /// The engine's own RTP stream towards the leg's endpoint.
+    pub out: OutStream,
     strict: bool,
     limiter: RateLimiter,
     receiver: Receiver,
@@ -160,6 +172,13 @@ pub(crate) struct Leg {
 /// bit + payload type 64..=95) is RTCP (packet types 192..=223).
 pub(crate) fn looks_like_rtcp(data: &[u8]) -> bool {
     data.get(1).is_some_and(|b| (192..=223).contains(b))
+}
+
+/// A seed for the leg's SSRC and initial sequence number and timestamp
+/// (RFC 3550 §5.1, §8.1: random), from the process's random hash keys.
+fn random_seed(session: SessionId, leg: LegId) -> u32 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one((session.0, leg.0)) as u32
 }
 
 /// Everything needed to build a leg.
@@ -199,6 +218,10 @@ impl Leg {
             clock_rate: p.clock_rate,
             transcode: None,
             tap: None,
+            dtmf: LegDtmf::default(),
+            dtmf_in: None,
+            inject: None,
+            out: OutStream::new(random_seed(p.session, p.id)),
             strict: p.strict,
             limiter: RateLimiter::new(policy.max_pps, now),
             receiver: p.receiver,
@@ -362,6 +385,7 @@ impl Leg {
             ssrc: src.map(|s| s.ssrc().0),
             ssrc_changes: self.receiver.ssrc_changes(),
             transcoding: self.transcode.is_some(),
+            playing: self.inject.as_ref().and_then(|i| i.play()),
             last_packet_age: self.last_rtp.map(|t| now.saturating_duration_since(t)),
             dropped: self.dropped,
         }

@@ -3,7 +3,11 @@
 //! media timeouts. Everything a packet touches belongs to this thread, so
 //! the packet path takes no lock.
 
+mod command;
+mod dtmf_in;
+pub(crate) mod inject;
 mod leg;
+mod media_cmds;
 mod recording;
 mod relay;
 mod slab;
@@ -22,10 +26,9 @@ use mio::{Events, Interest, Poll, Token};
 pub use recording::{RecordingInfo, RecordingLayout, RecordingSpec};
 use slab::Slab;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,74 +38,7 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Period of the media tick that drives transcoding (pops and encodes).
 const MEDIA_TICK: Duration = Duration::from_millis(10);
 
-pub(crate) type Reply<T> = SyncSender<Result<T>>;
-
-/// A leg as the engine hands it to the worker: sockets already bound.
-pub(crate) struct NewLeg {
-    pub alloc: Allocation,
-    pub interface: String,
-    pub local_rtp: SocketAddr,
-    pub local_rtcp: Option<SocketAddr>,
-    pub label: Option<String>,
-    pub strict: bool,
-    pub clock_rate: u32,
-    pub codec: Option<LegCodec>,
-}
-
-pub(crate) enum Command {
-    CreateSession {
-        id: SessionId,
-        call_id: String,
-        reply: Reply<()>,
-    },
-    AddLeg {
-        session: SessionId,
-        leg: Box<NewLeg>,
-        reply: Reply<LegId>,
-    },
-    SetRemote {
-        session: SessionId,
-        leg: LegId,
-        rtp: SocketAddr,
-        rtcp: Option<SocketAddr>,
-        reply: Reply<()>,
-    },
-    SetCodec {
-        session: SessionId,
-        leg: LegId,
-        codec: Option<LegCodec>,
-        clock_rate: u32,
-        reply: Reply<()>,
-    },
-    Connect {
-        session: SessionId,
-        a: LegId,
-        b: LegId,
-        reply: Reply<()>,
-    },
-    Delete {
-        session: SessionId,
-        reply: Reply<SessionStats>,
-    },
-    Stats {
-        session: SessionId,
-        reply: Reply<SessionStats>,
-    },
-    StartRecording {
-        session: SessionId,
-        spec: Box<RecordingSpec>,
-        reply: Reply<()>,
-    },
-    PauseRecording {
-        session: SessionId,
-        reply: Reply<()>,
-    },
-    StopRecording {
-        session: SessionId,
-        reply: Reply<RecordingInfo>,
-    },
-    Shutdown,
-}
+pub(crate) use command::{Command, NewLeg};
 
 /// Settings a worker needs, copied from the engine config.
 #[derive(Copy, Clone, Debug)]
@@ -156,6 +92,9 @@ pub(crate) struct Worker {
     transcoding: usize,
     /// Sessions recording (paused ones included); they also need the tick.
     recordings: usize,
+    /// Slab keys of legs that may be injecting (stale keys are dropped on
+    /// the next tick); the media tick runs while there are any.
+    injecting: Vec<usize>,
 }
 
 impl Worker {
@@ -180,6 +119,7 @@ impl Worker {
             epoch: Instant::now(),
             transcoding: 0,
             recordings: 0,
+            injecting: Vec::new(),
         }
     }
 
@@ -191,7 +131,7 @@ impl Worker {
         let mut next_tick = Instant::now() + tick;
         let mut next_media = Instant::now() + MEDIA_TICK;
         loop {
-            let ticking = self.transcoding > 0 || self.recordings > 0;
+            let ticking = self.transcoding > 0 || self.recordings > 0 || !self.injecting.is_empty();
             let wake = if ticking {
                 next_tick.min(next_media)
             } else {
@@ -232,6 +172,7 @@ impl Worker {
             let now = Instant::now();
             if ticking && now >= next_media {
                 self.media_tick(now);
+                self.inject_tick(now);
                 self.recording_tick(now);
                 next_media = (next_media + MEDIA_TICK).max(now);
             }
@@ -322,6 +263,29 @@ impl Worker {
             }
             Command::StopRecording { session, reply } => {
                 let _ = reply.send(self.stop_recording(session));
+            }
+            Command::InjectFormat { session, leg, reply } => {
+                let _ = reply.send(self.inject_format(session, leg));
+            }
+            Command::Inject {
+                session,
+                leg,
+                format,
+                inject,
+                reply,
+            } => {
+                let _ = reply.send(self.inject(session, leg, &format, inject));
+            }
+            Command::StopPlay { session, leg, reply } => {
+                let _ = reply.send(self.stop_play(session, leg));
+            }
+            Command::SetDtmf {
+                session,
+                leg,
+                dtmf,
+                reply,
+            } => {
+                let _ = reply.send(self.set_dtmf(session, leg, dtmf));
             }
             Command::Shutdown => {}
         }
@@ -440,7 +404,12 @@ impl Worker {
             Some((x, y)) => (Some(Box::new(x)), Some(Box::new(y))),
             None => (None, None),
         };
-        for (k, other, t) in [(ka, kb, ta), (kb, ka, tb)] {
+        let event_pt = |k: usize| self.legs.get(k).and_then(|l| l.dtmf.telephone_event_pt);
+        let (ea, eb) = (event_pt(ka), event_pt(kb));
+        for (k, other, mut t, (ein, eout)) in [(ka, kb, ta, (ea, eb)), (kb, ka, tb, (eb, ea))] {
+            if let Some(t) = t.as_mut() {
+                t.set_event_types(ein, eout);
+            }
             if let Some(l) = self.legs.get_mut(k) {
                 l.peer = Some(other);
                 if t.is_some() {
@@ -486,6 +455,14 @@ impl Worker {
         if let (Some(l), Some(r)) = (self.legs.get_mut(key), receiver) {
             l.set_receiver(r, clock_rate);
         }
+        if let Err(e) = self.refresh_dtmf_in(key) {
+            // The codec is in place; only detection could not follow.
+            if let Some(l) = self.legs.get_mut(key) {
+                l.dtmf_in = None;
+            }
+            self.retap(session, key);
+            return Err(e);
+        }
         self.retap(session, key);
         Ok(())
     }
@@ -516,9 +493,16 @@ impl Worker {
             let (Some(peer), true) = (leg.peer, leg.transcode.is_some()) else {
                 continue;
             };
-            let Some((fd, dest)) = self.legs.get(peer).map(|p| (p.rtp.as_raw_fd(), p.rtp_dest())) else {
+            let Some((fd, dest, muted)) = self
+                .legs
+                .get(peer)
+                .map(|p| (p.rtp.as_raw_fd(), p.rtp_dest(), p.inject.is_some()))
+            else {
                 continue;
             };
+            // While a prompt plays into the peer, the transcoder keeps
+            // running (its buffers drain) but its output is withheld.
+            let dest = dest.filter(|_| !muted);
             let dest = dest.map(crate::sys::RawAddr::new);
             let (mut sent, mut bytes, mut failed) = (0u64, 0u64, 0u64);
             if let Some(t) = self.legs.get_mut(key).and_then(|l| l.transcode.as_mut()) {
@@ -528,6 +512,7 @@ impl Worker {
                             sent += 1;
                             bytes += pkt.len() as u64;
                         }
+                        None if muted => {}
                         _ => failed += 1,
                     }
                 });

@@ -21,6 +21,9 @@ const MAX_ROUNDS: usize = 8;
 /// Where the connected leg sends from and to.
 struct Route {
     key: usize,
+    /// The connected leg is being sent a prompt or DTMF: media towards it
+    /// is withheld.
+    muted: bool,
     rtp: (RawFd, Option<SocketAddr>),
     rtcp: (RawFd, Option<SocketAddr>),
 }
@@ -43,6 +46,7 @@ impl Worker {
             let route = leg.peer.and_then(|p| {
                 self.legs.get(p).map(|pl| Route {
                     key: p,
+                    muted: pl.inject.is_some(),
                     rtp: (pl.rtp.as_raw_fd(), pl.rtp_dest()),
                     rtcp: pl.rtcp_route(),
                 })
@@ -73,6 +77,7 @@ impl Worker {
         let mut rtp_out = [0u8; BATCH];
         let mut rtcp_out = [0u8; BATCH];
         let (mut nr, mut nc) = (0, 0);
+        let (mut events_out, mut events_bytes) = (0u64, 0u64);
         let Some(leg) = self.legs.get_mut(key) else {
             return;
         };
@@ -82,15 +87,41 @@ impl Worker {
             if let (Verdict::Rtp, Some(tap)) = (verdict, leg.tap.as_mut()) {
                 tap.push(d.data, now, self.epoch);
             }
+            if let (Verdict::Rtp, Some(det)) = (verdict, leg.dtmf_in.as_mut()) {
+                det.on_rtp(d.data, |k| {
+                    self.events.push(Event::Dtmf {
+                        session: leg.session,
+                        leg: leg.id,
+                        digit: k.digit,
+                        duration_ms: k.duration_ms,
+                        source: k.source,
+                    })
+                });
+            }
+            let muted = route.is_some_and(|r| r.muted);
             if let Some(t) = leg.transcode.as_mut() {
                 // Decoded and re-encoded on the media tick; RTCP ends here
                 // (its SSRCs and counts describe the other encoding).
-                if verdict == Verdict::Rtp {
+                // RFC 4733 events skip the codecs: translated and sent on.
+                let pt = d.data.get(1).map_or(0, |b| b & 0x7f);
+                if verdict == Verdict::Rtp && t.is_event(pt) {
+                    if let (Some(pkt), Some((fd, Some(dest))), false) =
+                        (t.translate_event(d.data), route.map(|r| r.rtp), muted)
+                    {
+                        if crate::sys::send_one(fd, pkt, &RawAddr::new(dest)).is_ok() {
+                            events_out += 1;
+                            events_bytes += pkt.len() as u64;
+                        }
+                    }
+                } else if verdict == Verdict::Rtp {
                     t.push(d.data, now, self.epoch);
                 }
                 if matches!(verdict, Verdict::Rtp | Verdict::Rtcp) {
                     verdict = Verdict::Consumed;
                 }
+            }
+            if muted && verdict == Verdict::Rtp {
+                verdict = Verdict::Consumed;
             }
             let dest = match verdict {
                 Verdict::Rtp => route.and_then(|r| r.rtp.1),
@@ -132,6 +163,14 @@ impl Worker {
             }
         }
         let Some(route) = route else { return };
+        if events_out > 0 {
+            if let Some(p) = self.legs.get_mut(route.key) {
+                p.packets_out += events_out;
+                p.bytes_out += events_bytes;
+            }
+            self.counters.relayed.fetch_add(events_out, Relaxed);
+            self.counters.relayed_bytes.fetch_add(events_bytes, Relaxed);
+        }
         let mut failed = 0u64;
         for (which, (fd, dest), is_rtcp) in [
             (&rtp_out[..nr], route.rtp, false),

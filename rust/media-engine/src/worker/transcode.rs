@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use media_core::codec::{self, Encoder, Params};
 use media_core::jitter::{JitterBuffer, JitterConfig};
 use media_core::resample::Resampler;
+use media_core::rtp::RtpView;
 use media_core::PayloadType;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,21 @@ pub(crate) struct Transcoder {
     stopped_at: Option<Instant>,
     marker: bool,
     pub errors: u64,
+    events: EventMap,
+    event_packet: Vec<u8>,
+}
+
+/// RFC 4733 telephone-events across a transcoder: the payload type of each
+/// side, each clocked like its side's codec (§2.1), and the timestamp
+/// mapping of the event being carried.
+#[derive(Copy, Clone, Debug, Default)]
+struct EventMap {
+    in_pt: Option<u8>,
+    out_pt: Option<u8>,
+    in_rate: u32,
+    out_rate: u32,
+    /// (input timestamp, output timestamp) the current events count from.
+    base: Option<(u32, u32)>,
 }
 
 impl Transcoder {
@@ -161,6 +177,12 @@ impl Transcoder {
             stopped_at: None,
             marker: true,
             errors: 0,
+            events: EventMap {
+                in_rate: from.clock_rate,
+                out_rate: to.clock_rate,
+                ..EventMap::default()
+            },
+            event_packet: Vec::with_capacity(64),
         })
     }
 
@@ -183,6 +205,63 @@ impl Transcoder {
             self.next_due = Some(now);
             self.marker = true;
         }
+    }
+
+    /// Telephone-event payload types of the input and output sides.
+    pub fn set_event_types(&mut self, input: Option<u8>, output: Option<u8>) {
+        self.events.in_pt = input.map(|p| p & 0x7f);
+        self.events.out_pt = output.map(|p| p & 0x7f);
+        self.events.base = None;
+    }
+
+    /// True for the input side's telephone-event payload type.
+    pub fn is_event(&self, pt: u8) -> bool {
+        self.events.in_pt == Some(pt)
+    }
+
+    /// RFC 4733 event packets are not audio: instead of being decoded they
+    /// are passed on at once in the outgoing stream (its SSRC and sequence
+    /// numbers), with the output side's payload type and the timestamp and
+    /// duration rescaled to its clock. `None` (dropped) when the output
+    /// side negotiated no telephone-event.
+    pub fn translate_event(&mut self, packet: &[u8]) -> Option<&[u8]> {
+        let out_pt = self.events.out_pt?;
+        let v = RtpView::parse(packet).ok()?;
+        let payload = v.payload();
+        if payload.len() < 4 {
+            return None;
+        }
+        let m = &mut self.events;
+        let scale = |units: u64| units * u64::from(m.out_rate) / u64::from(m.in_rate.max(1));
+        let in_ts = v.timestamp().0;
+        // Events within a minute of the base keep one mapping, so every
+        // packet of an event (and the segments of a long one, §2.5.1.3)
+        // carries consistent timestamps; anything else starts a new base
+        // at the outgoing stream's current time.
+        let window = u64::from(m.in_rate) * 60;
+        let out_ts = match m.base {
+            Some((bi, bo)) if u64::from(in_ts.wrapping_sub(bi)) < window => {
+                bo.wrapping_add(scale(u64::from(in_ts.wrapping_sub(bi))) as u32)
+            }
+            _ => {
+                m.base = Some((in_ts, self.ts));
+                self.ts
+            }
+        };
+        let duration = u16::from_be_bytes([payload[2], payload[3]]);
+        let duration = scale(u64::from(duration)).min(0xFFFF) as u16;
+        let p = &mut self.event_packet;
+        p.clear();
+        p.extend_from_slice(&[0x80, out_pt | if v.marker() { 0x80 } else { 0 }]);
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&out_ts.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p.extend_from_slice(&payload[..2]);
+        p.extend_from_slice(&duration.to_be_bytes());
+        // Several events may be stacked in one packet (§2.5.1.5); only the
+        // first is rescaled, the rest are dropped.
+        self.seq = self.seq.wrapping_add(1);
+        Some(&self.event_packet)
     }
 
     #[cfg(test)]
@@ -263,7 +342,6 @@ impl Transcoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use media_core::rtp::RtpView;
 
     fn pcmu_packet(seq: u16, pcm: &[i16]) -> Vec<u8> {
         let mut p = vec![0x80, 0];
