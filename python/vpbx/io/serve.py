@@ -1,6 +1,7 @@
-"""`vpbx serve` on uvloop: SIP over UDP and TCP (registrar with digest auth, OPTIONS),
-accounts and bindings in the embedded database, ``/metrics`` and ``/health`` over HTTP,
-and a graceful stop on SIGINT/SIGTERM.
+"""`vpbx serve` on uvloop: SIP over UDP and TCP (registrar with digest auth, OPTIONS, and
+calls through the B2BUA with media anchored on the in-process engine), accounts, numbers,
+bindings and CDRs in the embedded database, ``/metrics`` and ``/health`` over HTTP, and a
+graceful stop on SIGINT/SIGTERM.
 
 - Credentials: an in-memory HA1 cache (vpbx.pbx.CredentialCache) loaded from the store
   and reloaded when accounts change. Every ``reload_interval_s`` the watcher reads
@@ -10,6 +11,8 @@ and a graceful stop on SIGINT/SIGTERM.
   data_version too, and must not cause reloads).
 - Bindings: vpbx.pbx.DatabaseLocationStore over the write-behind RegistrationWriter, so
   they survive a restart; SIGTERM flushes what is queued before the process exits.
+- Calls: vpbx.io.calls (engine, NG commands, dialplan watcher) and vpbx.pbx.calls.B2bua;
+  CDRs go through the write-behind CdrWriter, flushed on SIGTERM too.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import sqlalchemy as sa
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vpbx.io.calls import CallNode, DialplanWatcher, advertised_host
+from vpbx.io.cdr_writer import CdrWriter, CdrWriterStats
 from vpbx.io.http import start_http
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
+from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
 from vpbx.security import GuardConfig, GuardStats, SourceGuard
 from vpbx.settings import ServeSettings
 from vpbx.sip import DigestAuthenticator, TransactionLayer
@@ -49,6 +55,7 @@ log = get_logger("vpbx.serve")
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 HOUSEKEEPING_S: Final = 5.0
+CALL_TIMER_S: Final = 0.5  # no-answer timeouts are checked this often
 
 Fingerprint = tuple[Any, ...]
 
@@ -150,15 +157,30 @@ class Server:
         service: SipService,
         cache: CredentialCache,
         writer: RegistrationWriter,
+        *,
+        cdrs: CdrWriter,
+        node: CallNode,
     ) -> None:
         self.settings = settings
         self.service = service
         self.cache = cache
         self.writer = writer
+        self.cdrs = cdrs
+        self.node = node
+        self.b2bua: B2bua | None = None
         self.sip_address: tuple[str, int] = ("", 0)
         self.http_address: tuple[str, int] = ("", 0)
         self.metrics = Metrics()
         self.metrics.add_sip(self)
+        self.metrics.add_calls(self)
+        self.metrics.add_engine(node)
+
+    # CallFigures
+    def call_stats(self) -> CallStats:
+        return self.b2bua.stats if self.b2bua is not None else CallStats()
+
+    def cdr_stats(self) -> tuple[CdrWriterStats, int]:
+        return self.cdrs.stats, self.cdrs.pending
 
     # SipFigures
     def registrar_stats(self) -> RegistrarStats:
@@ -181,7 +203,7 @@ class Server:
         return self.service.stats.requests
 
     def health(self) -> dict[str, Any]:
-        stats = self.writer.stats
+        stats = self.writer.stats  # registrations
         return {
             "status": "ok",
             "sip": f"udp+tcp {self.sip_address[0]}:{self.sip_address[1]}",
@@ -191,6 +213,10 @@ class Server:
             "registration_writes_pending": self.writer.pending,
             "registration_write_failures": stats.failures,
             "registration_last_error": stats.last_error,
+            "calls_active": self.call_stats().active,
+            "cdrs_pending": self.cdrs.pending,
+            "cdr_write_failures": self.cdrs.stats.failures,
+            "media_ports_used": 0 if self.node.engine.closed else self.node.engine_stats()["ports_used"],
         }
 
 
@@ -213,6 +239,36 @@ def build_registrar(
     return SipService(registrar)
 
 
+def build_b2bua(settings: ServeSettings, service: SipService, calls: _Calls, server: Server) -> B2bua:
+    """The B2BUA on the bound SIP address, sharing the registrar's authenticator, guard,
+    credentials and location store."""
+    registrar = service.registrar
+    config = B2buaConfig(
+        host=advertised_host(settings),
+        port=server.sip_address[1],
+        realm=settings.realm,
+        no_answer_s=settings.no_answer_timeout_s,
+        no_answer_status=settings.no_answer_status,
+        max_calls=settings.max_calls,
+    )
+    b2bua = B2bua(
+        config,
+        dialplan=calls.dialplan,
+        location=registrar.location,
+        authenticator=registrar.authenticator,
+        lookup_ha1=registrar.lookup_ha1,
+        media=calls.node.media,
+        port=service,
+        clock=time.time,
+        guard=registrar.guard,
+        on_cdr=calls.cdrs.add,
+        on_setup=server.metrics.observe_setup,
+    )
+    service.calls = b2bua
+    calls.node.b2bua = b2bua
+    return b2bua
+
+
 async def serve(
     settings: ServeSettings,
     stop: asyncio.Event,
@@ -228,14 +284,39 @@ async def serve(
         watcher = CredentialWatcher(db, cache)
         await watcher.start()
         writer = await RegistrationWriter.open(db, now=time.time())
+        cdrs = CdrWriter(db)
+        cdrs.start()
+        dialplan = Dialplan()
+        dialplan_watcher = DialplanWatcher(db, dialplan)
+        await dialplan_watcher.start()
+        node = CallNode(settings, advertised_host(settings))
         try:
-            await _serve(settings, stop, db, cache, watcher, writer, on_ready)
+            calls = _Calls(cdrs=cdrs, node=node, dialplan=dialplan, watcher=dialplan_watcher)
+            await _serve(settings, stop, db, cache, watcher, writer, calls, on_ready)
         finally:
+            node.close()
+            await dialplan_watcher.close()
             await watcher.close()
-            await writer.close()
-            log.info("registrations_flushed", written=writer.stats.written)
+            try:
+                await writer.close()
+                log.info("registrations_flushed", written=writer.stats.written)
+            finally:
+                await cdrs.close()
+                log.info("cdrs_flushed", written=cdrs.stats.written)
     finally:
         await db.close()
+
+
+class _Calls:
+    """The call pieces `serve` makes before the SIP side exists."""
+
+    def __init__(
+        self, *, cdrs: CdrWriter, node: CallNode, dialplan: Dialplan, watcher: DialplanWatcher
+    ) -> None:
+        self.cdrs = cdrs
+        self.node = node
+        self.dialplan = dialplan
+        self.watcher = watcher
 
 
 async def _serve(  # noqa: PLR0917
@@ -245,17 +326,27 @@ async def _serve(  # noqa: PLR0917
     cache: CredentialCache,
     watcher: CredentialWatcher,
     writer: RegistrationWriter,
+    calls: _Calls,
     on_ready: Callable[[Server], None] | None,
 ) -> None:
     service = build_registrar(settings, cache, writer)
-    server = Server(settings, service, cache, writer)
+    server = Server(settings, service, cache, writer, cdrs=calls.cdrs, node=calls.node)
     transport = SipTransport(TransactionLayer(), service.on_action, guard=service.registrar.guard)
     service.responder = transport
+    service.sender = transport
     http = None
     reload_task: asyncio.Task[None] | None = None
+    dialplan_task: asyncio.Task[None] | None = None
     try:
         server.sip_address = await transport.listen(*settings.sip_address)
+        b2bua = build_b2bua(settings, service, calls, server)
+        server.b2bua = b2bua
+        calls.node.watch()
         transport.every(HOUSEKEEPING_S, service.housekeeping)
+        transport.every(CALL_TIMER_S, b2bua.on_timer)
+        dialplan_task = asyncio.get_running_loop().create_task(
+            calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"
+        )
         http = await start_http(
             *settings.http_address, metrics=server.metrics.exposition, health=server.health
         )
@@ -277,11 +368,14 @@ async def _serve(  # noqa: PLR0917
         await stop.wait()
         log.info("serve_stopping")
     finally:
+        if server.b2bua is not None:
+            server.b2bua.shutdown()
         transport.close()
-        if reload_task is not None:
-            reload_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reload_task
+        for task in (reload_task, dialplan_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if http is not None:
             await http.close()
 
