@@ -17,6 +17,7 @@ import re
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -89,8 +90,6 @@ def udp_port() -> int:
 
 
 def cli(data_dir: Path, *args: str) -> str:
-    import sys  # noqa: PLC0415
-
     proc = subprocess.run(
         [sys.executable, "-m", "vpbx", "--data-dir", str(data_dir), *args],
         check=False,
@@ -157,9 +156,10 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
             pytest.fail(str(e))
         uas_port = udp_port()
         pbx = Pbx(proc, data_dir, uas_port)
+        register = sipp(data_dir, "register", "register_auth.xml", pbx.target, "-s", CALLEE)
+        register += ["-au", CALLEE, "-ap", CALLEE_PW, "-p", str(uas_port), "-m", "1"]
         reg = subprocess.run(
-            sipp(data_dir, "register", "register_auth.xml", pbx.target, "-s", CALLEE, "-au", CALLEE)
-            + ["-ap", CALLEE_PW, "-p", str(uas_port), "-m", "1"],
+            register,
             check=False,
             capture_output=True,
             text=True,
