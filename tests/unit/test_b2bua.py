@@ -434,3 +434,41 @@ def test_leg_timeout_counts_as_408() -> None:
     (leg,) = rig.port.sent("INVITE")
     leg.handler(Timeout(leg.key, Timer.B))
     assert final(rig.port, key).status == 408
+
+
+def test_183_with_sdp_is_early_media_through_the_engine() -> None:
+    rig = Rig()
+    setups: list[float] = []
+    rig.b2bua.on_setup = setups.append
+    rig.register("1002", "10.0.0.2")
+    a, key = rig.invite()
+    (leg,) = rig.port.sent("INVITE")
+    rig.clock.now += 0.25
+    rig.answer_leg(leg, 183, body=ANSWER)
+    early = [r for k, r in rig.port.responses if k == key and r.status == 183]
+    assert len(early) == 1 and b"203.0.113.2" in early[0].body
+    assert rig.media.answers == [(a.call_id, a.from_.tag, "bt")] and setups == [0.25]
+    rig.answer_leg(leg, 200, body=ANSWER)
+    assert final(rig.port, key).status == 200 and setups == [0.25]  # observed once
+
+
+def test_invite_requiring_an_extension_gets_420() -> None:
+    rig = Rig()
+    rig.register("1002", "10.0.0.2")
+    a, _key = rig.invite()
+    request = Request(a.method, a.uri, a.headers.copy(), a.body)
+    request.headers.add("Require", "100rel")
+    key = TransactionKey(True, "z9hG4bKreq", "10.0.0.1:5060", "INVITE")
+    rig.b2bua.on_invite(request, key, CALLER, "UDP")
+    response = final(rig.port, key)
+    assert response.status == 420 and response.headers.get("unsupported") == "100rel"
+
+
+def test_shutdown_ends_every_call() -> None:
+    rig = Rig()
+    a, _key, _leg, _ok = answered_call(rig)
+    _b, ringing = rig.invite()
+    rig.b2bua.shutdown()
+    assert final(rig.port, ringing).status == 503
+    assert {c.hangup_cause for c in rig.cdrs} == {"shutdown"} and rig.b2bua.stats.active == 0
+    assert len(rig.port.sent("BYE")) == 2 and a.call_id in rig.media.deleted

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from vpbx.logs import get_logger
 from vpbx.pbx.location import Binding, LocationStore
 from vpbx.security import SourceGuard
 from vpbx.sip.auth import DigestAuthenticator, LookupHa1
@@ -48,9 +49,12 @@ from .media import MediaControl, MediaError
 from .model import ALLOW, Call, CallPhase, CallStats, Leg, SipPort
 from .routing import Dialplan
 
-__all__ = ["B2bua", "B2buaConfig"]
+__all__ = ["B2bua", "B2buaConfig", "best_status"]
+
+log = get_logger("vpbx.calls")
 
 MAX_FORWARDS: Final = 70
+SUPPORTED: Final[frozenset[str]] = frozenset()  # option tags an INVITE may Require (none: no 100rel)
 COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'  # RFC 3326 §2
 
 
@@ -170,6 +174,13 @@ class B2bua:
         if caller is not None and self.per_account.get(caller, 0) >= self.dialplan.account_limit(caller):
             self.stats.limited += 1
             return self._refuse(request, key, 486, direction)
+        unsupported = [tag for tag in request.require if tag not in SUPPORTED]
+        if unsupported:  # §8.2.2.3
+            response = self.reply(request, 420)
+            response.headers.add("Unsupported", ", ".join(unsupported))
+            return self.port.respond(key, response)
+        if not request.contacts:
+            return self._refuse(request, key, 400, direction)  # §8.1.1.8: an INVITE needs a Contact
         content = request.content_type
         if not request.body or content is None or content.mime != "application/sdp":
             return self._refuse(request, key, 488, direction)  # no offer in the INVITE: not served
@@ -291,7 +302,10 @@ class B2bua:
     def _on_leg(self, call: Call, leg: Leg, event: Deliver | Timeout | TransportError) -> None:
         if isinstance(event, Deliver):
             if isinstance(event.message, Response):
-                self._leg_response(call, leg, event.message)
+                try:
+                    self._leg_response(call, leg, event.message)
+                except (SipParseError, DialogError) as err:  # a header that does not parse
+                    log.warning("b_leg_response_unusable", call_id=call.media_id, reason=str(err))
             return
         if isinstance(event, Timeout) and event.timer is Timer.C:
             self.cancel_leg(leg)  # §16.6 step 11: no final response for too long
