@@ -45,6 +45,7 @@ from vpbx.sip import DigestAuthenticator, TransactionLayer
 from vpbx.sip.digest import BASE_ALGORITHMS
 from vpbx.sip_service import SipService
 from vpbx.store import ConflictError, Database, StoreError, data_dir_url
+from vpbx.store import numbers as numbers_repo
 from vpbx.store import users as users_repo
 from vpbx.store.schema import sip_accounts, users
 
@@ -83,6 +84,22 @@ async def seed_users(db: Database, accounts: Iterable[tuple[str, str]], realm: s
                 await users_repo.create_user(conn, ext, password, realm=realm, now=now)
             except ConflictError:
                 await users_repo.set_password(conn, ext, password, now=now)
+
+
+async def seed_numbers(db: Database, entries: Iterable[tuple[str, str]]) -> None:
+    """`--number NUMBER:EXT`: route the number to the extension unless it is routed already
+    (an existing number is left as the CLI set it)."""
+    now = time.time()
+    async with db.begin() as conn:
+        for number, ext in entries:
+            if await users_repo.get_user(conn, ext) is None:
+                raise StoreError(f"--number {number}:{ext}: extension {ext} does not exist")
+            try:
+                await numbers_repo.add_number(conn, number, "extension", ext, now=now)
+            except ConflictError:
+                continue
+            except ValueError as e:
+                raise StoreError(f"--number {number}:{ext}: {e}") from None
 
 
 class CredentialWatcher:
@@ -274,12 +291,14 @@ async def serve(
     stop: asyncio.Event,
     *,
     accounts: Iterable[tuple[str, str]] = (),
+    numbers: Iterable[tuple[str, str]] = (),
     on_ready: Callable[[Server], None] | None = None,
 ) -> None:
     """Serve until `stop` is set; always flushes the registration writer on the way out."""
     db = await Database.open(data_dir_url(settings.data_dir))
     try:
         await seed_users(db, accounts, settings.realm)
+        await seed_numbers(db, numbers)
         cache = CredentialCache()
         watcher = CredentialWatcher(db, cache)
         await watcher.start()
@@ -389,13 +408,40 @@ def _ready_line(server: Server) -> None:
     )
 
 
-async def _main(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int:
+def _hints(accounts: list[tuple[str, str]], numbers: list[tuple[str, str]]) -> Callable[[Server], None]:
+    """The ready line, and with seeded accounts how to register a softphone to them."""
+
+    def ready(server: Server) -> None:
+        _ready_line(server)
+        if not accounts:
+            return
+        host = server.b2bua.config.host if server.b2bua is not None else server.sip_address[0]
+        port = server.sip_address[1]
+        print(f"vpbx: register a softphone to {host}:{port} (UDP or TCP) as one of:", flush=True)
+        for ext, password in accounts:
+            print(f"vpbx:   user {ext}  password {password}  domain {host}", flush=True)
+        exts = [ext for ext, _ in accounts]
+        if len(exts) > 1:
+            print(f"vpbx: then call {exts[1]} from {exts[0]}", flush=True)
+        for number, ext in numbers:
+            print(f"vpbx: a call to {number} rings {ext}", flush=True)
+        print(
+            f"vpbx: calls so far: vpbx --data-dir {server.settings.data_dir} calls list; Ctrl-C stops",
+            flush=True,
+        )
+
+    return ready
+
+
+async def _main(
+    settings: ServeSettings, accounts: list[tuple[str, str]], numbers: list[tuple[str, str]]
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await serve(settings, stop, accounts=accounts, on_ready=_ready_line)
+        await serve(settings, stop, accounts=accounts, numbers=numbers, on_ready=_hints(accounts, numbers))
     except StoreError as e:
         log.error("serve_failed", reason=str(e))
         print(f"vpbx: error: {e}", file=sys.stderr, flush=True)
@@ -408,8 +454,10 @@ async def _main(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int
     return EXIT_OK
 
 
-def run(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int:
+def run(
+    settings: ServeSettings, accounts: list[tuple[str, str]], numbers: list[tuple[str, str]] | None = None
+) -> int:
     """Runs `vpbx serve` on uvloop until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(settings.log_level)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_main(settings, accounts))
+        return runner.run(_main(settings, accounts, numbers or []))
