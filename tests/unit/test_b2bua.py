@@ -157,8 +157,13 @@ class Rig:
         return request, key
 
     def authed_invite(self, source: Dest = ("203.0.113.9", 5060)) -> tuple[Request, TransactionKey]:
+        return self.authed_invite_to("1002", source)
+
+    def authed_invite_to(
+        self, to: str, source: Dest = ("203.0.113.9", 5060)
+    ) -> tuple[Request, TransactionKey]:
         """INVITE, 407, INVITE again with credentials (RFC 3261 §22.3)."""
-        a, key = self.invite(source=source)
+        a, key = self.invite(to, source=source)
         challenge = final(self.port, key)
         assert challenge.status == 407
         client = DigestClient("1001", "pw1001")
@@ -167,7 +172,7 @@ class Rig:
         client.authorize(retry)
         auth = retry.headers.get("proxy-authorization")
         assert auth is not None
-        return self.invite(source=source, auth=auth)
+        return self.invite(to, source=source, auth=auth)
 
     def answer_leg(self, sent: Sent, status: int, *, tag: str = "bt", body: bytes = b"") -> Response:
         r = sent.request
@@ -472,3 +477,30 @@ def test_shutdown_ends_every_call() -> None:
     assert final(rig.port, ringing).status == 503
     assert {c.hangup_cause for c in rig.cdrs} == {"shutdown"} and rig.b2bua.stats.active == 0
     assert len(rig.port.sent("BYE")) == 2 and a.call_id in rig.media.deleted
+
+
+def test_trunk_routes_go_through_the_trunk_resolver_seam() -> None:
+    from vpbx.pbx.calls import Route, Target  # noqa: PLC0415
+
+    class Trunks:
+        def targets(self, route: Route, now: float) -> list[Target]:
+            uri = f"sip:{route.dialled}@sip.provider.example"
+            return [
+                Target(uri, ("198.51.100.7", 5060), "UDP", from_user="+74951234567", from_host="pbx.example")
+            ]
+
+    rig = Rig(trusted=False)
+    rig.b2bua.dialplan.outbound = lambda user: Route("trunk", "main", user) if user.startswith("00") else None
+    _a, key = rig.authed_invite_to("0049301234567")
+    assert final(rig.port, key).status == 503  # no trunk module: the route exists, the trunk is down
+    rig.b2bua.trunks = Trunks()
+    _a, key = rig.authed_invite_to("0049301234567")
+    (leg,) = rig.port.sent("INVITE")
+    assert (
+        leg.dest == ("198.51.100.7", 5060)
+        and str(leg.request.uri) == "sip:0049301234567@sip.provider.example"
+    )
+    assert str(leg.request.from_.uri) == "sip:+74951234567@pbx.example"
+    rig.answer_leg(leg, 200, body=ANSWER)
+    assert final(rig.port, key).status == 200
+    assert rig.cdrs[0].direction == "outbound"  # the refused one

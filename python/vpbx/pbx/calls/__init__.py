@@ -4,7 +4,7 @@ media anchored on the engine (see b2bua.py)."""
 from .b2bua import B2bua, B2buaConfig, best_status
 from .media import DEFAULT_TRANSCODE, MediaControl, MediaError, NgMediaControl
 from .model import ALLOW, Call, CallPhase, CallStats, Leg, SipPort
-from .routing import Dialplan, DialplanSnapshot, NumberEntry, Route
+from .routing import Dialplan, DialplanSnapshot, NumberEntry, Route, Target, TrunkResolver
 
 __all__ = [
     "ALLOW",
@@ -23,5 +23,7 @@ __all__ = [
     "NumberEntry",
     "Route",
     "SipPort",
+    "Target",
+    "TrunkResolver",
     "best_status",
 ]

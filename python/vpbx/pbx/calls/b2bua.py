@@ -18,6 +18,10 @@ other forks a CANCEL with Reason (RFC 3326). Failures end the call with the best
 response of the forks (6xx first, then 486, else the first). A CANCEL from A is answered
 200, the INVITE 487 (§9.2), and every fork is cancelled.
 
+Trunks: a route of kind "trunk" (a number targeting a trunk, or the Dialplan's `outbound`
+prefix rules) dials the `Target`s the `trunks` resolver (vpbx.pbx.calls.routing.TrunkResolver,
+the trunk module's seam) gives, with their caller-ID; without one the caller gets 503.
+
 Limits: numbers.max_calls per number and sip_accounts.max_calls per calling account;
 over either the caller gets 486 Busy Here (the callee side is busy, so a trunk may
 try elsewhere; 503 would make a provider fail the whole route over).
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from vpbx.logs import get_logger
-from vpbx.pbx.location import Binding, LocationStore
+from vpbx.pbx.location import LocationStore
 from vpbx.security import SourceGuard
 from vpbx.sip.auth import DigestAuthenticator, LookupHa1
 from vpbx.sip.dialog import Dialog, DialogError
@@ -47,7 +51,7 @@ from vpbx.store.cdrs import Cdr
 from .indialog import InDialog
 from .media import MediaControl, MediaError
 from .model import ALLOW, Call, CallPhase, CallStats, Leg, SipPort
-from .routing import Dialplan
+from .routing import Dialplan, Route, Target, TrunkResolver
 
 __all__ = ["B2bua", "B2buaConfig", "best_status"]
 
@@ -93,6 +97,7 @@ class B2bua:
         guard: SourceGuard | None = None,
         on_cdr: Callable[[Cdr], object] | None = None,
         on_setup: Callable[[float], object] | None = None,
+        trunks: TrunkResolver | None = None,
     ) -> None:
         self.config = config
         self.dialplan = dialplan
@@ -105,6 +110,7 @@ class B2bua:
         self.guard = guard
         self.on_cdr = on_cdr
         self.on_setup = on_setup
+        self.trunks = trunks  # outbound legs of "trunk" routes (the trunk module)
         self.stats = CallStats()
         self.calls: dict[TransactionKey, Call] = {}  # by A's INVITE server transaction
         self.by_dialog: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) -> call, both sides
@@ -160,8 +166,8 @@ class B2bua:
         route = self.dialplan.route(dialled)
         if route is None:
             return self._refuse(request, key, 404, direction)
-        if route.kind != "extension":
-            return self._refuse(request, key, 503, direction)  # trunk routes: the trunk module's seam
+        if route.kind == "trunk":
+            direction = "outbound"
         if len(self.calls) >= self.config.max_calls:
             response = self.reply(request, 503)
             response.headers.add("Retry-After", "5")  # §21.5.4
@@ -184,9 +190,9 @@ class B2bua:
         content = request.content_type
         if not request.body or content is None or content.mime != "application/sdp":
             return self._refuse(request, key, 488, direction)  # no offer in the INVITE: not served
-        bindings = self.location.bindings(route.target, now)
-        if not bindings:
-            return self._refuse(request, key, 480, direction)  # known but not registered
+        targets = self._targets(route, now)
+        if not targets:  # an extension not registered (480), a trunk down or unknown (503)
+            return self._refuse(request, key, 480 if route.kind == "extension" else 503, direction)
         call = Call(
             a_request=request,
             a_key=key,
@@ -207,8 +213,8 @@ class B2bua:
         except MediaError:
             return self._refuse(request, key, 488, direction)
         self._admit(call)
-        for binding in bindings:
-            self._fork(call, binding, offer, mf)
+        for target in targets:
+            self._fork(call, target, offer, mf)
         if not call.legs:
             self._fail(call, 480, "no contact reachable")
 
@@ -265,23 +271,33 @@ class B2bua:
         if call.caller is not None:
             self.per_account[call.caller] = self.per_account.get(call.caller, 0) + 1
 
-    def _fork(self, call: Call, binding: Binding, offer: bytes, mf: int | None) -> None:
-        """One B leg to `binding` (§13.2.1), sent to where the REGISTER came from (the
-        flow: RFC 3581 / NAT), with the caller's identity and our own dialog fields."""
+    def _targets(self, route: Route, now: float) -> list[Target]:
+        """The B legs of a route: every registered contact of an extension, sent to where
+        its REGISTER came from (the flow: RFC 3581 / NAT); a trunk's from its resolver."""
+        if route.kind == "trunk":
+            return [] if self.trunks is None else self.trunks.targets(route, now)
+        return [Target(b.uri, b.source, b.transport) for b in self.location.bindings(route.target, now)]
+
+    def _fork(self, call: Call, target: Target, offer: bytes, mf: int | None) -> None:
+        """One B leg to `target` (§13.2.1) with the caller's identity (or the trunk's
+        caller-ID) and our own Call-ID, tags and Contact."""
         try:
-            uri = parse_uri(binding.uri)
+            uri = parse_uri(target.uri)
         except SipParseError:
             return
         a = call.a_request
-        transport = binding.transport.upper()
+        transport = target.transport.upper()
         display = a.from_.display_name
         name = f'"{display}" ' if display else ""
+        from_user = target.from_user or call.from_user
+        from_host = target.from_host or self.config.realm
+        to_uri = target.to_uri or f"sip:{call.route.target}@{self.config.realm}"
         headers = Headers(
             [
                 ("Via", f"{self.via(transport)};branch={new_branch()};rport"),
                 ("Max-Forwards", str(min(MAX_FORWARDS, (mf if mf is not None else MAX_FORWARDS) - 1))),
-                ("From", f"{name}<sip:{call.from_user}@{self.config.realm}>;tag={call.b_tag}"),
-                ("To", f"<sip:{call.route.target}@{self.config.realm}>"),
+                ("From", f"{name}<sip:{from_user}@{from_host}>;tag={call.b_tag}"),
+                ("To", f"<{to_uri}>"),
                 ("Call-ID", call.b_call_id),
                 ("CSeq", f"{len(call.legs) + 1} INVITE"),
                 ("Contact", self.contact(transport)),
@@ -290,7 +306,7 @@ class B2bua:
             ]
         )
         request = Request("INVITE", uri, headers, offer)
-        leg = Leg(request, None, binding.source, transport)
+        leg = Leg(request, None, target.dest, transport)
         call.legs.append(leg)
         leg.key = self.port.request(request, leg.dest, transport, lambda e: self._on_leg(call, leg, e))
         if leg.key is None:
@@ -420,6 +436,8 @@ class B2bua:
         response = self.reply(call.a_request, status, to_tag=call.a_tag)
         headers = response.headers
         if status > 100:
+            for value in call.a_request.headers.get_list("record-route"):
+                headers.add("Record-Route", value)  # §12.1.1: copied into dialog-creating responses
             headers.add("Contact", self.contact(call.a_transport))
             headers.add("Allow", ", ".join(ALLOW))
         if body:

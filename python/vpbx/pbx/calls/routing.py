@@ -9,13 +9,22 @@ reads no database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
+from vpbx.sip.transaction_match import Dest
 from vpbx.store.numbers import DEFAULT_MAX_CALLS, normalize_number
 
-__all__ = ["DEFAULT_ACCOUNT_MAX_CALLS", "Dialplan", "DialplanSnapshot", "NumberEntry", "Route"]
+__all__ = [
+    "DEFAULT_ACCOUNT_MAX_CALLS",
+    "Dialplan",
+    "DialplanSnapshot",
+    "NumberEntry",
+    "Route",
+    "Target",
+    "TrunkResolver",
+]
 
 DEFAULT_ACCOUNT_MAX_CALLS: Final = 4  # sip_accounts.max_calls server default
 
@@ -45,6 +54,27 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """Where one B leg goes: the Request-URI, the address and transport to send to, and
+    (for a trunk) the From user/host the provider expects (caller-ID rules) instead of
+    the caller's own."""
+
+    uri: str
+    dest: Dest
+    transport: str = "UDP"
+    from_user: str | None = None
+    from_host: str | None = None
+    to_uri: str | None = None  # To of the INVITE; default: the target user at our realm
+
+
+class TrunkResolver(Protocol):
+    """The trunk module's seam: the B legs a "trunk" route dials (several for failover
+    is allowed; they ring in parallel like forks). [] means the trunk is down: 503."""
+
+    def targets(self, route: Route, now: float) -> list[Target]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class DialplanSnapshot:
     """Accounts (extension -> max concurrent calls) and numbers (normalized e164 -> entry)."""
 
@@ -55,10 +85,17 @@ class DialplanSnapshot:
 class Dialplan:
     """Routes over the current snapshot (replace it with `load`)."""
 
-    __slots__ = ("snapshot",)
+    __slots__ = ("outbound", "snapshot")
 
-    def __init__(self, snapshot: DialplanSnapshot | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: DialplanSnapshot | None = None,
+        *,
+        outbound: Callable[[str], Route | None] | None = None,
+    ) -> None:
         self.snapshot = snapshot or DialplanSnapshot()
+        # The trunk module's prefix rules ("00..." -> trunk), asked after extensions and numbers.
+        self.outbound = outbound
 
     def load(self, snapshot: DialplanSnapshot) -> None:
         self.snapshot = snapshot
@@ -85,7 +122,7 @@ class Dialplan:
             return Route("extension", user, user)
         entry = self.number(user)
         if entry is None:
-            return None
+            return self.outbound(user) if self.outbound is not None else None
         if entry.target_kind == "extension":
             return Route("extension", entry.target_value, user, entry)
         if entry.target_kind == "trunk":
