@@ -194,7 +194,15 @@ class Rig:
         return response
 
     def in_dialog(
-        self, method: str, call_id: str, *, to_tag: str, from_tag: str, seq: int, body: bytes = b""
+        self,
+        method: str,
+        call_id: str,
+        *,
+        to_tag: str,
+        from_tag: str,
+        seq: int,
+        body: bytes = b"",
+        extra: Sequence[tuple[str, str]] = (),
     ) -> TransactionKey:
         lines = [
             f"{method} sip:vpbx@198.51.100.1:5060 SIP/2.0",
@@ -206,6 +214,7 @@ class Rig:
             f"Call-ID: {call_id}",
         ]
         lines += [f"CSeq: {seq} {method}", "Contact: <sip:x@10.9.9.9:5060>"]
+        lines += [f"{name}: {value}" for name, value in extra]
         if body:
             lines.append("Content-Type: application/sdp")
         request = parse_message(
@@ -504,3 +513,57 @@ def test_trunk_routes_go_through_the_trunk_resolver_seam() -> None:
     rig.answer_leg(leg, 200, body=ANSWER)
     assert final(rig.port, key).status == 200
     assert rig.cdrs[0].direction == "outbound"  # the refused one
+
+
+def test_blind_transfer_by_the_callee_connects_the_caller_to_the_new_target() -> None:
+    rig = Rig(accounts={"1001": 4, "1002": 4, "1003": 4})
+    a, _key, leg, ok = answered_call(rig)
+    rig.register("1003", "10.0.0.3")
+    refer = rig.in_dialog(
+        "REFER",
+        leg.request.call_id,
+        to_tag=leg.request.from_.tag or "",
+        from_tag="bt",
+        seq=8,
+        extra=[("Refer-To", f"<sip:1003@{REALM}>")],
+    )
+    assert final(rig.port, refer).status == 202
+    notifies = rig.port.sent("NOTIFY")
+    assert [n.dest for n in notifies] == [("10.0.0.2", 5060)] and notifies[0].request.body.startswith(
+        b"SIP/2.0 100"
+    )
+    (z,) = [s for s in rig.port.sent("INVITE") if s.dest == ("10.0.0.3", 5060)]
+    assert rig.media.offers[-1] == (a.call_id, a.from_.tag)  # the transferee's SDP offered again
+    assert z.request.from_.uri.user == "1001"  # type: ignore[union-attr]  # the transferee calls
+    rig.answer_leg(z, 200, tag="zt", body=ANSWER)
+    assert rig.media.answers[-1] == (a.call_id, a.from_.tag, "zt")
+    final_notify = rig.port.sent("NOTIFY")[-1].request
+    assert final_notify.body.startswith(b"SIP/2.0 200") and "terminated" in (
+        final_notify.headers.get("subscription-state") or ""
+    )
+    assert [s.dest for s in rig.port.sent("BYE")] == [("10.0.0.2", 5060)]  # the transferor leaves
+    late = rig.in_dialog("BYE", leg.request.call_id, to_tag=leg.request.from_.tag or "", from_tag="bt", seq=9)
+    assert final(rig.port, late).status == 200
+    rig.clock.now += 10
+    bye = rig.in_dialog("BYE", a.call_id, to_tag=ok.to.tag or "", from_tag=a.from_.tag or "", seq=3)
+    assert final(rig.port, bye).status == 200
+    assert rig.port.sent("BYE")[-1].dest == ("10.0.0.3", 5060)
+    (cdr,) = rig.cdrs
+    assert cdr.disposition == "answered" and cdr.hangup_cause == "caller hung up (transferred to 1003)"
+
+
+def test_transfer_to_nowhere_notifies_the_failure_and_the_call_goes_on() -> None:
+    rig = Rig()
+    a, _key, leg, _ok = answered_call(rig)
+    refer = rig.in_dialog(
+        "REFER",
+        a.call_id,
+        to_tag=_ok.to.tag or "",
+        from_tag=a.from_.tag or "",
+        seq=4,
+        extra=[("Refer-To", "sip:7777@pbx.test")],
+    )
+    assert final(rig.port, refer).status == 202
+    assert rig.port.sent("NOTIFY")[-1].request.body.startswith(b"SIP/2.0 404")
+    assert rig.port.sent("NOTIFY")[-1].dest == CALLER
+    assert rig.b2bua.stats.active == 1 and not rig.port.sent("BYE") and leg.request.method == "INVITE"

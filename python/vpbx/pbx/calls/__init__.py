@@ -1,9 +1,9 @@
 """The B2BUA: calls between extensions and from trusted peers to company numbers, with
 media anchored on the engine (see b2bua.py)."""
 
-from .b2bua import B2bua, B2buaConfig, best_status
+from .b2bua import B2bua
 from .media import DEFAULT_TRANSCODE, MediaControl, MediaError, NgMediaControl
-from .model import ALLOW, Call, CallPhase, CallStats, Leg, SipPort
+from .model import ALLOW, B2buaConfig, Call, CallPhase, CallStats, Leg, SipPort, best_status
 from .routing import Dialplan, DialplanSnapshot, NumberEntry, Route, Target, TrunkResolver
 
 __all__ = [

@@ -30,7 +30,6 @@ try elsewhere; 503 would make a provider fail the whole route over).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from vpbx.logs import get_logger
@@ -50,34 +49,32 @@ from vpbx.store.cdrs import Cdr
 
 from .indialog import InDialog
 from .media import MediaControl, MediaError
-from .model import ALLOW, Call, CallPhase, CallStats, Leg, SipPort
+from .model import (
+    ALLOW,
+    B2buaConfig,
+    Call,
+    CallPhase,
+    CallStats,
+    Leg,
+    LegHandler,
+    Party,
+    SipPort,
+    best_status,
+    disposition_of,
+    ignore,
+    sip_user,
+)
 from .routing import Dialplan, Route, Target, TrunkResolver
+from .transfer import Transfers
 
 __all__ = ["B2bua", "B2buaConfig", "best_status"]
 
 log = get_logger("vpbx.calls")
 
 MAX_FORWARDS: Final = 70
+RETIRED_MAX: Final = 10_000
 SUPPORTED: Final[frozenset[str]] = frozenset()  # option tags an INVITE may Require (none: no 100rel)
 COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'  # RFC 3326 §2
-
-
-@dataclass(frozen=True, slots=True)
-class B2buaConfig:
-    """host/port: our address in Via and Contact. no_answer_s: ring time before the
-    forks are cancelled and A gets `no_answer_status` (480 or 408)."""
-
-    host: str
-    port: int
-    realm: str
-    no_answer_s: float = 30.0
-    no_answer_status: int = 480
-    max_calls: int = 100_000  # all calls of this node; beyond: 503 Retry-After
-
-
-def sip_user(request: Request) -> str:
-    uri = request.uri
-    return (uri.user or "") if isinstance(uri, SipUri) else ""
 
 
 class B2bua:
@@ -115,9 +112,11 @@ class B2bua:
         self.calls: dict[TransactionKey, Call] = {}  # by A's INVITE server transaction
         self.by_dialog: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) -> call, both sides
         self.by_media: dict[str, Call] = {}
+        self.retired: dict[tuple[str, str], None] = {}  # dialogs a transfer replaced (oldest first)
         self.per_number: dict[str, int] = {}
         self.per_account: dict[str, int] = {}
         self.dialogs = InDialog(self)
+        self.transfers = Transfers(self)
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -190,7 +189,7 @@ class B2bua:
         content = request.content_type
         if not request.body or content is None or content.mime != "application/sdp":
             return self._refuse(request, key, 488, direction)  # no offer in the INVITE: not served
-        targets = self._targets(route, now)
+        targets = self.targets(route, now)
         if not targets:  # an extension not registered (480), a trunk down or unknown (503)
             return self._refuse(request, key, 480 if route.kind == "extension" else 503, direction)
         call = Call(
@@ -214,7 +213,7 @@ class B2bua:
             return self._refuse(request, key, 488, direction)
         self._admit(call)
         for target in targets:
-            self._fork(call, target, offer, mf)
+            self.fork(call, target, offer, mf)
         if not call.legs:
             self._fail(call, 480, "no contact reachable")
 
@@ -242,7 +241,7 @@ class B2bua:
         """A call refused before any B leg: the response and a CDR."""
         self.port.respond(key, self.reply(request, status))
         now = self.clock()
-        disposition = _disposition(status)
+        disposition = disposition_of(status)
         self.stats.count(direction, disposition)
         if self.on_cdr is not None:
             from_uri = request.from_.uri
@@ -271,35 +270,49 @@ class B2bua:
         if call.caller is not None:
             self.per_account[call.caller] = self.per_account.get(call.caller, 0) + 1
 
-    def _targets(self, route: Route, now: float) -> list[Target]:
+    def targets(self, route: Route, now: float) -> list[Target]:
         """The B legs of a route: every registered contact of an extension, sent to where
         its REGISTER came from (the flow: RFC 3581 / NAT); a trunk's from its resolver."""
         if route.kind == "trunk":
             return [] if self.trunks is None else self.trunks.targets(route, now)
         return [Target(b.uri, b.source, b.transport) for b in self.location.bindings(route.target, now)]
 
-    def _fork(self, call: Call, target: Target, offer: bytes, mf: int | None) -> None:
+    def fork(
+        self,
+        call: Call,
+        target: Target,
+        offer: bytes,
+        mf: int | None,
+        *,
+        legs: list[Leg] | None = None,
+        dialog_ids: tuple[str, str] | None = None,
+        parties: tuple[str, str] | None = None,
+        on_event: LegHandler | None = None,
+    ) -> None:
         """One B leg to `target` (§13.2.1) with the caller's identity (or the trunk's
-        caller-ID) and our own Call-ID, tags and Contact."""
+        caller-ID) and our own Call-ID, tags and Contact. A transfer passes its own `legs`,
+        `dialog_ids` (Call-ID, From tag), `parties` (from user, to user) and handler."""
         try:
             uri = parse_uri(target.uri)
         except SipParseError:
             return
-        a = call.a_request
+        legs = call.legs if legs is None else legs
+        call_id, tag = dialog_ids or (call.b_call_id, call.b_tag)
+        from_user, to_user = parties or (call.from_user, call.route.target)
         transport = target.transport.upper()
-        display = a.from_.display_name
+        display = call.a_request.from_.display_name if parties is None else None
         name = f'"{display}" ' if display else ""
-        from_user = target.from_user or call.from_user
+        from_user = target.from_user or from_user
         from_host = target.from_host or self.config.realm
-        to_uri = target.to_uri or f"sip:{call.route.target}@{self.config.realm}"
+        to_uri = target.to_uri or f"sip:{to_user}@{self.config.realm}"
         headers = Headers(
             [
                 ("Via", f"{self.via(transport)};branch={new_branch()};rport"),
                 ("Max-Forwards", str(min(MAX_FORWARDS, (mf if mf is not None else MAX_FORWARDS) - 1))),
-                ("From", f"{name}<sip:{from_user}@{from_host}>;tag={call.b_tag}"),
+                ("From", f"{name}<sip:{from_user}@{from_host}>;tag={tag}"),
                 ("To", f"<{to_uri}>"),
-                ("Call-ID", call.b_call_id),
-                ("CSeq", f"{len(call.legs) + 1} INVITE"),
+                ("Call-ID", call_id),
+                ("CSeq", f"{len(legs) + 1} INVITE"),
                 ("Contact", self.contact(transport)),
                 ("Allow", ", ".join(ALLOW)),
                 ("Content-Type", "application/sdp"),
@@ -307,11 +320,12 @@ class B2bua:
         )
         request = Request("INVITE", uri, headers, offer)
         leg = Leg(request, None, target.dest, transport)
-        call.legs.append(leg)
-        leg.key = self.port.request(request, leg.dest, transport, lambda e: self._on_leg(call, leg, e))
+        legs.append(leg)
+        handler = on_event or self._on_leg
+        leg.key = self.port.request(request, leg.dest, transport, lambda e: handler(call, leg, e))
         if leg.key is None:
             leg.final = True
-            call.legs.remove(leg)
+            legs.remove(leg)
 
     # -- B leg events --------------------------------------------------------------------------
 
@@ -379,15 +393,11 @@ class B2bua:
                 return
             # Another fork (or another dialog of a fork) answered too: ACK and BYE it (§13.2.2.4).
             self._ack(dialog, leg)
-            self.port.request(
-                dialog.create_request("BYE", via=self.via(leg.transport)), leg.dest, leg.transport, _ignore
-            )
+            self.bye(dialog, leg.dest, leg.transport)
             return
         if call.phase is not CallPhase.SETUP:
             self._ack(dialog, leg)
-            self.port.request(
-                dialog.create_request("BYE", via=self.via(leg.transport)), leg.dest, leg.transport, _ignore
-            )
+            self.bye(dialog, leg.dest, leg.transport)
             return
         leg.dialog = dialog
         leg.final = True
@@ -397,9 +407,7 @@ class B2bua:
         try:
             body = self.media.answer(call.media_id, call.a_from_tag, dialog.remote_tag, response.body)
         except MediaError:
-            self.port.request(
-                dialog.create_request("BYE", via=self.via(leg.transport)), leg.dest, leg.transport, _ignore
-            )
+            self.bye(dialog, leg.dest, leg.transport)
             self._fail(call, 488, "media answer refused")
             return
         for other in call.legs:
@@ -409,6 +417,22 @@ class B2bua:
         call.answered = self.clock()
         self._setup_seen(call)
         self._to_a(call, 200, body)
+        a_dialog = call.a_dialog
+        assert a_dialog is not None  # made by _to_a for the 2xx
+        call.parties["a"] = Party(
+            a_dialog, call.a_dest, call.a_transport, call.a_from_tag, call.a_tag, call.a_request.body
+        )
+        call.parties["b"] = Party(
+            dialog, leg.dest, leg.transport, dialog.remote_tag, call.b_tag, response.body
+        )
+
+    def bye(self, dialog: Dialog, dest: Dest, transport: str) -> None:
+        """BYE in `dialog` (§15.1.1); its outcome changes nothing here."""
+        try:
+            request = dialog.create_request("BYE", via=self.via(transport))
+        except DialogError:
+            return  # already ended
+        self.port.request(request, dest, transport, ignore)
 
     def _ack(self, dialog: Dialog, leg: Leg) -> None:
         ack = dialog.last_ack or dialog.create_ack(via=self.via(leg.transport))
@@ -428,7 +452,7 @@ class B2bua:
         cancel = build_cancel(leg.request)
         if reason is not None:
             cancel.headers.add("Reason", reason)
-        self.port.request(cancel, leg.dest, leg.transport, _ignore)
+        self.port.request(cancel, leg.dest, leg.transport, ignore)
 
     # -- towards A -------------------------------------------------------------------------
 
@@ -463,7 +487,7 @@ class B2bua:
             self.cancel_leg(leg)
         if call.phase is CallPhase.SETUP:
             self.port.respond(call.a_key, self.reply(call.a_request, status, to_tag=call.a_tag))
-        disposition = _disposition(status)
+        disposition = disposition_of(status)
         self.end(call, disposition, cause or str(status))
 
     def on_cancel(self, request: Request, key: TransactionKey, related: TransactionKey | None) -> None:
@@ -496,24 +520,27 @@ class B2bua:
         now = self.clock()
         for call in [c for c in self.calls.values() if c.phase is CallPhase.SETUP and c.no_answer_at <= now]:
             self._fail(call, self.config.no_answer_status, "no answer")
+        for call in [c for c in self.calls.values() if c.transfer is not None and c.transfer.deadline <= now]:
+            self.transfers.give_up(call, self.config.no_answer_status)
 
     def hangup(self, call: Call, cause: str, *, skip: str | None = None) -> None:
         """End an answered call from our side: BYE to both (or all but `skip`)."""
         if call.phase is CallPhase.SETUP:
             self._fail(call, 480 if cause != "media timeout" else 408, cause)
             return
-        for side in ("a", "b"):
+        for side in call.parties:
             if side == skip:
                 continue
-            dialog = call.dialog(side)
-            if dialog is not None:
-                dest, transport = call.dest(side)
-                try:
-                    bye = dialog.create_request("BYE", via=self.via(transport))
-                except DialogError:
-                    continue
-                self.port.request(bye, dest, transport, _ignore)
+            party = call.parties.get(side)
+            if party is not None:
+                self.bye(party.dialog, party.dest, party.transport)
         self.end(call, "answered", cause)
+
+    def retire(self, call_id: str, tag: str) -> None:
+        """Remember a dialog a transfer ended, so a late BYE in it still gets 200."""
+        self.retired[call_id, tag] = None
+        while len(self.retired) > RETIRED_MAX:
+            del self.retired[next(iter(self.retired))]
 
     def shutdown(self) -> None:
         """The node stops: every call ends (BYE when answered, 503 while ringing)."""
@@ -536,6 +563,8 @@ class B2bua:
         self.calls.pop(call.a_key, None)
         self.by_dialog.pop((call.a_request.call_id, call.a_tag), None)
         self.by_dialog.pop((call.b_call_id, call.b_tag), None)
+        for party in call.parties.values():
+            self.by_dialog.pop((party.dialog.call_id, party.local_tag), None)
         self.by_media.pop(call.media_id, None)
         self.stats.active = len(self.calls)
         number = call.route.number
@@ -555,39 +584,9 @@ class B2bua:
         self.dialogs.on_request(request, key)
 
 
-def _ignore(_event: Deliver | Timeout | TransportError) -> None:
-    return
-
-
 def _decrement(table: dict[str, int], name: str) -> None:
     left = table.get(name, 0) - 1
     if left > 0:
         table[name] = left
     else:
         table.pop(name, None)
-
-
-def best_status(statuses: list[int]) -> int:
-    """The final response for A when every fork failed (after §16.7 step 6): a 6xx ends
-    the search, 486 (busy somewhere) beats the rest, else the lowest class, else 480."""
-    finals = [s for s in statuses if s >= 300]
-    for s in finals:
-        if s >= 600:
-            return s
-    if 486 in finals:
-        return 486
-    if not finals:
-        return 480
-    return min(finals, key=lambda s: (s // 100, s))
-
-
-def _disposition(status: int) -> str:
-    if status in (486, 600):
-        return "busy"
-    if status in (408, 480):
-        return "no-answer"
-    if status == 487:
-        return "cancelled"
-    if status in (403, 404, 484, 603):
-        return "rejected"
-    return "failed"

@@ -7,7 +7,8 @@ RFC 6086 INFO), from either side.
   in the other side's dialog, the other side's answer comes back through the engine. A
   2xx to our re-INVITE is ACKed at once (§13.2.2.4); the sender's ACK to our 2xx ends
   there. While one is pending, another INVITE gets 491 (§14.2).
-- INFO: relayed with its body; OPTIONS: answered 200 here (§11.2); anything else 405.
+- INFO: relayed with its body; OPTIONS: answered 200 here (§11.2); REFER: a blind
+  transfer (transfer.py); anything else 405.
 """
 
 from __future__ import annotations
@@ -48,12 +49,20 @@ class InDialog:
         call = self.b.by_dialog.get((request.call_id, tag))
         if call is None:
             return None
+        for side, party in call.parties.items():
+            if party.dialog.call_id == request.call_id and party.local_tag == tag:
+                return call, side
         return call, ("a" if request.call_id == call.a_request.call_id and tag == call.a_tag else "b")
 
     def on_request(self, request: Request, key: TransactionKey) -> None:
         b = self.b
         found = self.find(request)
         if found is None:
+            retired = (request.call_id, request.to.tag or "")
+            if request.method == "BYE" and retired in b.retired:  # a transferor hanging up after us
+                del b.retired[retired]
+                b.port.respond(key, b.reply(request, 200))
+                return
             b.port.respond(key, b.reply(request, 481))  # §12.2.2: no such dialog
             return
         call, side = found
@@ -76,6 +85,8 @@ class InDialog:
             b.port.respond(key, response)
         elif method in RELAYED:
             self._relay(call, side, request, key)
+        elif method == "REFER":
+            b.transfers.on_refer(call, side, request, key)
         else:
             response = b.reply(request, 405)
             response.headers.add("Allow", ", ".join(ALLOW))  # §21.4.6
@@ -107,6 +118,7 @@ class InDialog:
         body = request.body
         content_type = request.headers.get("content-type")
         if method in _OFFERS and body:
+            call.parties[side].sdp = body
             try:
                 body = b.media.offer(call.media_id, self._tag(call, side), body)
             except MediaError:
@@ -155,6 +167,7 @@ class InDialog:
         body = response.body
         method = relay.request.method
         if 200 <= status < 300 and method in _OFFERS and body:
+            call.parties[target].sdp = body
             try:
                 body = b.media.answer(
                     call.media_id, self._tag(call, relay.side), self._tag(call, target), body
@@ -185,8 +198,7 @@ class InDialog:
 
     @staticmethod
     def _tag(call: Call, side: Side, *, ours: bool = False) -> str:
-        """The media party tag of `side` (A's From tag, the winner's To tag), or with
-        `ours` the tag we use in that side's dialog."""
-        if ours:
-            return call.a_tag if side == "a" else call.b_tag
-        return call.a_from_tag if side == "a" else call.b_to_tag
+        """The media party tag of `side` (its NG tag), or with `ours` the tag we use in
+        that side's dialog."""
+        party = call.parties[side]
+        return party.local_tag if ours else party.media_tag

@@ -13,26 +13,36 @@ from vpbx.sip.dialog import Dialog
 from vpbx.sip.message import Request, Response
 from vpbx.sip.transaction_actions import Deliver, Timeout, TransportError
 from vpbx.sip.transaction_match import Dest, TransactionKey
+from vpbx.sip.uri import SipUri
 from vpbx.store.cdrs import Cdr
 
 from .routing import Route
 
 __all__ = [
     "ALLOW",
+    "B2buaConfig",
     "Call",
     "CallPhase",
     "CallStats",
     "ClientHandler",
     "Leg",
+    "LegHandler",
+    "Party",
     "Relay",
     "Side",
     "SipPort",
+    "Transfer",
+    "best_status",
+    "disposition_of",
+    "ignore",
+    "sip_user",
 ]
 
 # Methods the B2BUA serves (the Allow header of its responses, §20.5).
-ALLOW: Final = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REGISTER")
+ALLOW: Final = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REFER", "REGISTER")
 
 ClientHandler = Callable[[Deliver | Timeout | TransportError], None]
+LegHandler = Callable[["Call", "Leg", Deliver | Timeout | TransportError], None]
 Side = Literal["a", "b"]
 
 
@@ -55,6 +65,24 @@ class SipPort(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class B2buaConfig:
+    """host/port: our address in Via and Contact. no_answer_s: ring time before the
+    forks are cancelled and A gets `no_answer_status` (480 or 408)."""
+
+    host: str
+    port: int
+    realm: str
+    no_answer_s: float = 30.0
+    no_answer_status: int = 480
+    max_calls: int = 100_000  # all calls of this node; beyond: 503 Retry-After
+
+
+def sip_user(request: Request) -> str:
+    uri = request.uri
+    return (uri.user or "") if isinstance(uri, SipUri) else ""
+
+
 class CallPhase(StrEnum):
     SETUP = "setup"  # INVITE from A not answered yet
     ANSWERED = "answered"  # 2xx sent to A
@@ -73,6 +101,19 @@ class Leg:
     dialog: Dialog | None = None
     final: bool = False  # a final response or a timeout ended its INVITE
     cancelled: bool = False
+
+
+@dataclass(slots=True)
+class Party:
+    """One side of an answered call: its dialog (ours towards it), where to send, its media
+    party tag (NG from/to tag), our tag in its dialog, and the last SDP it sent."""
+
+    dialog: Dialog
+    dest: Dest
+    transport: str
+    media_tag: str
+    local_tag: str
+    sdp: bytes = b""
 
 
 @dataclass(slots=True)
@@ -109,6 +150,9 @@ class Call:
     setup_seen: bool = False  # 180/183/200 relayed (call setup time observed)
     answered: float | None = None
     relays: list[Relay] = field(default_factory=list)
+    parties: dict[Side, Party] = field(default_factory=dict)  # set when answered; a transfer swaps one
+    transfer: Transfer | None = None
+    transferred_to: str | None = None
     recording_path: str | None = None
 
     @property
@@ -128,16 +172,16 @@ class Call:
         return (leg for leg in self.legs if not leg.final)
 
     def dialog(self, side: Side) -> Dialog | None:
-        if side == "a":
-            return self.a_dialog
-        return None if self.winner is None else self.winner.dialog
+        party = self.parties.get(side)
+        if party is not None:
+            return party.dialog
+        return self.a_dialog if side == "a" else None
 
     def dest(self, side: Side) -> tuple[Dest, str]:
-        if side == "a":
-            return self.a_dest, self.a_transport
-        leg = self.winner
-        assert leg is not None
-        return leg.dest, leg.transport
+        party = self.parties.get(side)
+        if party is not None:
+            return party.dest, party.transport
+        return self.a_dest, self.a_transport
 
     def cdr(self, *, disposition: str, cause: str, now: float) -> Cdr:
         answered = self.answered
@@ -150,11 +194,26 @@ class Call:
             disposition=disposition,
             answered_at=answered,
             ended_at=now,
-            hangup_cause=cause,
+            hangup_cause=cause
+            if self.transferred_to is None
+            else f"{cause} (transferred to {self.transferred_to})",
             duration_s=max(0.0, now - self.started),
             billsec=0.0 if answered is None else max(0.0, now - answered),
             recording_path=self.recording_path,
         )
+
+
+@dataclass(slots=True)
+class Transfer:
+    """A blind transfer in progress (RFC 3515): `side` sent the REFER (the transferor), the
+    other side stays (the transferee) and is connected to whoever of `legs` answers."""
+
+    side: Side
+    target: str
+    legs: list[Leg] = field(default_factory=list)
+    call_id: str = ""
+    tag: str = ""
+    deadline: float = 0.0
 
 
 @dataclass(slots=True)
@@ -170,3 +229,34 @@ class CallStats:
     def count(self, direction: str, result: str) -> None:
         key = (direction, result)
         self.totals[key] = self.totals.get(key, 0) + 1
+
+
+def ignore(_event: Deliver | Timeout | TransportError) -> None:
+    """The handler of requests whose outcome changes nothing (BYE, CANCEL, NOTIFY)."""
+    return
+
+
+def best_status(statuses: list[int]) -> int:
+    """The final response for A when every fork failed (after §16.7 step 6): a 6xx ends
+    the search, 486 (busy somewhere) beats the rest, else the lowest class, else 480."""
+    finals = [s for s in statuses if s >= 300]
+    for s in finals:
+        if s >= 600:
+            return s
+    if 486 in finals:
+        return 486
+    if not finals:
+        return 480
+    return min(finals, key=lambda s: (s // 100, s))
+
+
+def disposition_of(status: int) -> str:
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480):
+        return "no-answer"
+    if status == 487:
+        return "cancelled"
+    if status in (403, 404, 484, 603):
+        return "rejected"
+    return "failed"
