@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PORT_MIN, PORT_MAX = 43000, 43999
 CALLEE, CALLEE_PW = "1001", "pw-1001"
 CALLER, CALLER_PW = "1002", "pw-1002"
+THIRD, THIRD_PW = "1003", "pw-1003"  # the blind transfer's target
 NUMBER = "5551000"
 PROVIDER = "127.0.0.2"
 PHONE = "127.0.0.3"  # the callee (SIPp UAS)
@@ -140,6 +141,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     data_dir = tmp_path_factory.mktemp("vpbx-calls")
     cli(data_dir, "user", "add", CALLEE, "--password", CALLEE_PW)
     cli(data_dir, "user", "add", CALLER, "--password", CALLER_PW)
+    cli(data_dir, "user", "add", THIRD, "--password", THIRD_PW)
     cli(data_dir, "number", "add", NUMBER, "--to", CALLEE)
     config = data_dir / "vpbx.toml"
     config.write_text(
@@ -273,3 +275,33 @@ def test_120_concurrent_calls_to_one_number(pbx: Pbx, tmp_path: Path) -> None:
         assert dict(rows.fetchall()) == {"answered": calls}
     m = pbx.metrics()
     assert m["vpbx_calls_active"] == 0 and m["vpbx_media_sessions"] == 0
+
+
+def test_blind_transfer_by_the_caller(pbx: Pbx, tmp_path: Path) -> None:
+    """The caller (127.0.0.2) reaches 1001, REFERs it to 1003 (a second SIPp UAS, registered
+    now); 1001 ends up talking to 1003, which hangs up: vpbx BYEs 1001."""
+    third_port = udp_port()
+    register = sipp(tmp_path, "register3", "register_auth.xml", pbx.target, "-s", THIRD)
+    register += ["-au", THIRD, "-ap", THIRD_PW, "-p", str(third_port), "-m", "1"]
+    reg = subprocess.run(register, check=False, capture_output=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert reg.returncode == 0, report(tmp_path)
+    before_cdr = pbx.cdr_count()
+    third = sipp(tmp_path, "uas3", "uas_bye.xml", "-p", str(third_port), "-mp", str(udp_port()), "-m", "1")
+    with (tmp_path / "uas3-out.txt").open("wb") as out:
+        third_proc = subprocess.Popen(third, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        uas = sipp(tmp_path, "uas", "uas.xml", "-p", str(pbx.uas_port), "-mp", str(udp_port()), "-m", "1")
+        uac = sipp(
+            tmp_path, "uac", "uac_refer.xml", pbx.target, "-s", CALLEE, "-key", "target", THIRD, ip=PROVIDER
+        )
+        uac += ["-p", str(udp_port()), "-mp", str(udp_port()), "-m", "1"]
+        run_pair(pbx, tmp_path, uas, uac)
+        assert third_proc.wait(timeout=15) == 0, report(tmp_path)
+    finally:
+        if third_proc.poll() is None:
+            third_proc.kill()
+        third_proc.wait(timeout=5)
+    assert "TRANSFER-RESULT SIP/2.0 200" in (tmp_path / "uac-actions.log").read_text()
+    _id, _direction, disposition, cause, _billsec = pbx.last_cdr(before_cdr)
+    # 1003 took the transferring caller's side of the call, and hung up from there
+    assert (disposition, cause) == ("answered", f"caller hung up (transferred to {THIRD})")
