@@ -305,3 +305,33 @@ def test_blind_transfer_by_the_caller(pbx: Pbx, tmp_path: Path) -> None:
     _id, _direction, disposition, cause, _billsec = pbx.last_cdr(before_cdr)
     # 1003 took the transferring caller's side of the call, and hung up from there
     assert (disposition, cause) == ("answered", f"caller hung up (transferred to {THIRD})")
+
+
+def test_call_without_media_is_hung_up_after_the_media_timeout(tmp_path: Path) -> None:
+    """No RTP either way for media_timeout_s: the engine's event makes vpbx BYE both sides."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    cli(data_dir, "user", "add", CALLEE, "--password", CALLEE_PW)
+    config = data_dir / "vpbx.toml"
+    config.write_text(
+        f'[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\ntrusted = ["{PROVIDER}/32", "{PHONE}/32"]\n'
+        'md5_only = true\nlog_level = "warning"\nmedia_timeout_s = 1.5\n'
+    )
+    args = ["serve", "--config", str(config), "--data-dir", str(data_dir)]
+    proc = VpbxServer([*args, "--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"], timeout=TIMEOUT)
+    try:
+        proc.start()
+        pbx = Pbx(proc, data_dir, udp_port())
+        register = sipp(tmp_path, "register", "register_auth.xml", pbx.target, "-s", CALLEE)
+        register += ["-au", CALLEE, "-ap", CALLEE_PW, "-p", str(pbx.uas_port), "-m", "1"]
+        assert subprocess.run(register, check=False, capture_output=True, timeout=TIMEOUT).returncode == 0
+        uas = sipp(tmp_path, "uas", "uas.xml", "-p", str(pbx.uas_port), "-mp", str(udp_port()), "-m", "1")
+        uac = sipp(tmp_path, "uac", "uac_wait_bye.xml", pbx.target, "-s", CALLEE, ip=PROVIDER)
+        uac += ["-p", str(udp_port()), "-mp", str(udp_port()), "-m", "1"]
+        started = time.monotonic()
+        run_pair(pbx, tmp_path, uas, uac)  # both get a BYE from vpbx, nobody hung up
+        assert time.monotonic() - started < 10
+        _id, _direction, disposition, cause, _billsec = pbx.last_cdr(0)
+        assert (disposition, cause) == ("answered", "media timeout")
+    finally:
+        proc.stop()

@@ -156,8 +156,10 @@ class B2bua:
             if caller is None:
                 return
         direction = "internal" if caller is not None else "inbound"
+        # An extension calls as itself whatever its From says (no caller-ID spoofing); a
+        # trusted peer's From user is the caller's number.
         from_user = request.from_.uri.user if isinstance(request.from_.uri, SipUri) else None
-        from_user = from_user or caller or "anonymous"
+        from_user = caller or from_user or "anonymous"
         dialled = sip_user(request)
         mf = request.max_forwards
         if mf is not None and mf <= 0:
