@@ -13,6 +13,7 @@ would for any one device; an operator trusts such a gateway the same way.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import sqlite3
@@ -275,6 +276,13 @@ def test_120_concurrent_calls_to_one_number(pbx: Pbx, tmp_path: Path) -> None:
         assert dict(rows.fetchall()) == {"answered": calls}
     m = pbx.metrics()
     assert m["vpbx_calls_active"] == 0 and m["vpbx_media_sessions"] == 0
+    assert m['vpbx_calls_total{direction="inbound",result="answered"}'] >= calls
+    assert m["vpbx_call_setup_seconds_count"] >= calls
+    assert pbx.proc.http is not None
+    url = f"http://{pbx.proc.http[0]}:{pbx.proc.http[1]}/health"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        health = json.loads(r.read())
+    assert health["calls_active"] == 0 and health["cdrs_pending"] == 0
 
 
 def test_blind_transfer_by_the_caller(pbx: Pbx, tmp_path: Path) -> None:

@@ -497,7 +497,8 @@ class B2bua:
         every fork cancelled. A CANCEL matching nothing gets 481."""
         call = None if related is None else self.calls.get(related)
         if call is None:
-            self.port.respond(key, self.reply(request, 481))
+            # §9.2: 200 when the INVITE transaction exists (it was answered already), else 481
+            self.port.respond(key, self.reply(request, 481 if related is None else 200))
             return
         self.port.respond(key, self.reply(request, 200, to_tag=call.a_tag))
         if call.phase is CallPhase.SETUP:
