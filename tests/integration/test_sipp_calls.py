@@ -39,6 +39,7 @@ PORT_MIN, PORT_MAX = 43000, 43999
 CALLEE, CALLEE_PW = "1001", "pw-1001"
 CALLER, CALLER_PW = "1002", "pw-1002"
 THIRD, THIRD_PW = "1003", "pw-1003"  # the blind transfer's target
+TCP_PHONE, TCP_PHONE_PW = "1004", "pw-1004"  # registered over TCP
 NUMBER = "5551000"
 PROVIDER = "127.0.0.2"
 PHONE = "127.0.0.3"  # the callee (SIPp UAS)
@@ -143,6 +144,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     cli(data_dir, "user", "add", CALLEE, "--password", CALLEE_PW)
     cli(data_dir, "user", "add", CALLER, "--password", CALLER_PW)
     cli(data_dir, "user", "add", THIRD, "--password", THIRD_PW)
+    cli(data_dir, "user", "add", TCP_PHONE, "--password", TCP_PHONE_PW)
     cli(data_dir, "number", "add", NUMBER, "--to", CALLEE)
     config = data_dir / "vpbx.toml"
     config.write_text(
@@ -313,6 +315,22 @@ def test_blind_transfer_by_the_caller(pbx: Pbx, tmp_path: Path) -> None:
     _id, _direction, disposition, cause, _billsec = pbx.last_cdr(before_cdr)
     # 1003 took the transferring caller's side of the call, and hung up from there
     assert (disposition, cause) == ("answered", f"caller hung up (transferred to {THIRD})")
+
+
+def test_callee_registered_over_tcp_is_called_over_tcp(pbx: Pbx, tmp_path: Path) -> None:
+    """A UDP caller reaches a phone that registered over TCP: vpbx opens TCP to it (§18.1.1)."""
+    port = udp_port()
+    register = sipp(tmp_path, "register4", "register_auth.xml", pbx.target, "-s", TCP_PHONE, "-t", "t1")
+    register += ["-au", TCP_PHONE, "-ap", TCP_PHONE_PW, "-p", str(port), "-m", "1"]
+    reg = subprocess.run(register, check=False, capture_output=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert reg.returncode == 0, report(tmp_path)
+    before_cdr = pbx.cdr_count()
+    uas = sipp(tmp_path, "uas", "uas.xml", "-t", "t1", "-p", str(port), "-mp", str(udp_port()), "-m", "1")
+    uac = sipp(tmp_path, "uac", "uac_hold.xml", pbx.target, "-s", TCP_PHONE, "-d", "500", ip=PROVIDER)
+    uac += ["-p", str(udp_port()), "-mp", str(udp_port()), "-m", "1"]
+    run_pair(pbx, tmp_path, uas, uac)
+    _id, _direction, disposition, cause, _billsec = pbx.last_cdr(before_cdr)
+    assert (disposition, cause) == ("answered", "caller hung up")
 
 
 def test_call_without_media_is_hung_up_after_the_media_timeout(tmp_path: Path) -> None:
