@@ -317,6 +317,19 @@ def test_blind_transfer_by_the_caller(pbx: Pbx, tmp_path: Path) -> None:
     assert (disposition, cause) == ("answered", f"caller hung up (transferred to {THIRD})")
 
 
+def test_hold_re_invite_is_relayed_with_its_direction(pbx: Pbx, tmp_path: Path) -> None:
+    """The caller holds (re-INVITE a=sendonly): the callee is offered sendonly through the
+    engine and its a=recvonly answer comes back to the caller."""
+    uas = sipp(
+        tmp_path, "uas", "uas_reinvite.xml", "-p", str(pbx.uas_port), "-mp", str(udp_port()), "-m", "1"
+    )
+    uac = sipp(tmp_path, "uac", "uac_reinvite.xml", pbx.target, "-s", NUMBER, ip=PROVIDER)
+    uac += ["-p", str(udp_port()), "-mp", str(udp_port()), "-m", "1"]
+    run_pair(pbx, tmp_path, uas, uac)
+    assert "HOLD-OFFER sendonly" in (tmp_path / "uas-actions.log").read_text(), report(tmp_path)
+    assert "HOLD-ANSWER recvonly" in (tmp_path / "uac-actions.log").read_text(), report(tmp_path)
+
+
 def test_callee_registered_over_tcp_is_called_over_tcp(pbx: Pbx, tmp_path: Path) -> None:
     """A UDP caller reaches a phone that registered over TCP: vpbx opens TCP to it (§18.1.1)."""
     port = udp_port()
