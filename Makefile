@@ -14,9 +14,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: run test setup system-deps test-deps apt-install build lint cargo-test fuzz pytest bench clean
 
-## Run the demo: a WAV through a codec chain and a lossy, jittery network.
+## Run a demo PBX: vpbx serve with three extensions and a number (deploy/demo.toml); `vpbx demo` is the media demo.
 run: build
-	$(BIN)/vpbx demo --out demo-out
+	$(BIN)/vpbx serve --config deploy/demo.toml \
+	    --user 1001:demo-1001 --user 1002:demo-1002 --user 1003:demo-1003 --number 5551000:1001
 
 ## The whole suite: lints, cargo tests, fuzzing, pytest.
 test: test-deps build lint cargo-test fuzz pytest
@@ -76,4 +77,4 @@ bench: build
 	$(BIN)/python bench/call_quality.py
 
 clean:
-	rm -rf $(VENV) target $(FUZZ_DIR)/target demo-out
+	rm -rf $(VENV) target $(FUZZ_DIR)/target demo-out demo-data

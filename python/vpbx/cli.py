@@ -241,6 +241,16 @@ def _parse_accounts(items: list[str] | None) -> list[tuple[str, str]]:
     return accounts
 
 
+def _parse_pairs(items: list[str] | None, shape: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for item in items or []:
+        left, sep, right = item.partition(":")
+        if not sep or not left or not right:
+            raise typer.BadParameter(f"expected {shape}, got {item!r}")
+        pairs.append((left, right))
+    return pairs
+
+
 @app.command()
 def serve(  # noqa: PLR0917 (one parameter per flag)
     ctx: typer.Context,
@@ -261,9 +271,14 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
         list[str] | None,
         typer.Option("--user", help="Create (or re-key) an account EXT:PASSWORD at start (repeatable)."),
     ] = None,
+    number: Annotated[
+        list[str] | None,
+        typer.Option("--number", help="Route a number to an extension NUMBER:EXT at start (repeatable)."),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
-    """Run the PBX: SIP registrar with digest auth on UDP and TCP, /metrics and /health.
+    """Run the PBX: SIP registrar with digest auth and calls (B2BUA, media anchored) on UDP
+    and TCP, /metrics and /health.
 
     Accounts and registrations live in DATA_DIR/vpbx.db; accounts added with `vpbx user add`
     while it runs work within about a second. Flags override VPBX_SERVE__<KEY> variables,
@@ -272,6 +287,7 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
     from vpbx.io.serve import run  # noqa: PLC0415 (uvloop, aiohttp & co. load only here)
 
     accounts = _parse_accounts(user)
+    numbers = _parse_pairs(number, "NUMBER:EXT")
     settings = _serve_settings(
         ctx,
         config,
@@ -283,7 +299,7 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
         trusted=trusted or None,
         log_level=log_level,
     )
-    raise typer.Exit(run(settings, accounts))
+    raise typer.Exit(run(settings, accounts, numbers))
 
 
 user_app = typer.Typer(help="SIP users (extensions) in the database.", no_args_is_help=True)

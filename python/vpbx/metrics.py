@@ -39,13 +39,16 @@ from vpbx.ng.backend import LegStats
 
 if TYPE_CHECKING:
     from vpbx.directory.report import DirectoryStats
+    from vpbx.io.cdr_writer import CdrWriterStats
     from vpbx.io.registration_writer import WriterStats
+    from vpbx.pbx.calls.model import CallStats
     from vpbx.pbx.registrar import RegistrarStats
     from vpbx.security.guard import GuardStats
 
 __all__ = [
     "NG_COMMAND_LABELS",
     "REGISTER_RESULTS",
+    "CallFigures",
     "DirectoryCollector",
     "DirectoryFigures",
     "EngineCollector",
@@ -63,6 +66,7 @@ NG_COMMAND_LABELS = ("invalid",)
 _NG_DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _MOS_BUCKETS = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.3, 4.4, 4.5)
 _JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+_SETUP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -112,6 +116,16 @@ class DirectoryFigures(Protocol):
     """What :class:`DirectoryCollector` reads at scrape time (vpbx.io.directory_sync.DirectorySyncLoop)."""
 
     def directory_stats(self) -> DirectoryStats: ...
+
+
+class CallFigures(Protocol):
+    """What :class:`CallCollector` reads at scrape time (the B2BUA of ``vpbx serve``)."""
+
+    def call_stats(self) -> CallStats: ...
+
+    def cdr_stats(self) -> tuple[CdrWriterStats, int]:
+        """The CDR writer's counters and its queue length."""
+        ...
 
 
 #: ``result`` label values of ``vpbx_sip_register_results_total`` -> RegistrarStats field.
@@ -199,6 +213,19 @@ class Metrics:
         self.loss_samples = Counter(
             "vpbx_packet_loss_ratio_samples", "Finished streams in vpbx_packet_loss_ratio_total.", registry=r
         )
+
+    def add_calls(self, figures: CallFigures) -> None:
+        """Expose the B2BUA's figures (read at each scrape) and the call setup histogram."""
+        self.registry.register(CallCollector(figures))
+        self.call_setup = Histogram(
+            "vpbx_call_setup_seconds",
+            "Time from a call's INVITE to the first 180/183/200 relayed to the caller.",
+            buckets=_SETUP_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_setup(self, seconds: float) -> None:
+        self.call_setup.observe(seconds)
 
     def observe_ng(self, command: str | None, result: str, duration_s: float) -> None:
         """One NG datagram: ``result`` as :class:`vpbx.ng.NgOutcome` gives it."""
@@ -480,3 +507,42 @@ class DirectoryCollector(Collector):
         for reason, n in s.failures.items():
             failures.add_metric([reason], n)
         yield failures
+
+
+class CallCollector(Collector):
+    """Calls through the B2BUA and their CDRs, read at scrape time."""
+
+    def __init__(self, figures: CallFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.figures
+        calls = f.call_stats()
+        yield GaugeMetricFamily("vpbx_calls_active", "Calls in setup or answered now.", value=calls.active)
+        totals = CounterMetricFamily(
+            "vpbx_calls",
+            "Calls ended, by direction (internal, inbound, outbound) and result (answered, busy, "
+            "no-answer, cancelled, rejected, failed).",
+            labels=["direction", "result"],
+        )
+        for (direction, result), n in sorted(calls.totals.items()):
+            totals.add_metric([direction, result], n)
+        yield totals
+        yield CounterMetricFamily(
+            "vpbx_calls_limited", "Calls refused by a per-number or per-account limit.", value=calls.limited
+        )
+        yield CounterMetricFamily(
+            "vpbx_call_auth_challenges", "INVITEs answered 407 (challenge).", value=calls.challenges
+        )
+        stats, pending = f.cdr_stats()
+        yield CounterMetricFamily("vpbx_cdrs_written", "CDRs written to the database.", value=stats.written)
+        yield CounterMetricFamily(
+            "vpbx_cdr_write_failures", "CDR write transactions that failed (retried).", value=stats.failures
+        )
+        yield CounterMetricFamily(
+            "vpbx_cdrs_dropped", "CDRs lost because the queue overflowed.", value=stats.dropped
+        )
+        yield GaugeMetricFamily("vpbx_cdrs_pending", "CDRs waiting to be written.", value=pending)

@@ -249,6 +249,32 @@ class ServeSettings(BaseModel):
         description="How often the server looks for changes made by the CLI (accounts).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # calls (the B2BUA) and their media, anchored on the in-process engine
+    sip_advertise: str | None = Field(
+        default=None,
+        description="Host put in Via/Contact of calls; default: the SIP listen host, or this "
+        "machine's outgoing address when listening on 0.0.0.0.",
+    )
+    media_interface: str | None = Field(
+        default=None,
+        description="Media address, rtpengine syntax [NAME/]LOCAL[!ADVERTISED]; default: the "
+        "advertised SIP host.",
+    )
+    port_min: int = Field(default=30000, ge=1, le=65535, description="First UDP port for RTP/RTCP.")
+    port_max: int = Field(default=40000, ge=1, le=65535, description="Last UDP port for RTP/RTCP.")
+    recording_dir: Path | None = Field(default=None, description="Where call recordings go (optional).")
+    media_timeout_s: float = Field(
+        default=60.0, gt=0, description="An answered call with no RTP either way for this long is hung up."
+    )
+    no_answer_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="Ring time before a call is given up."
+    )
+    no_answer_status: Literal[480, 408] = Field(
+        default=480, description="What the caller gets when nobody answers in time."
+    )
+    max_calls: int = Field(
+        default=10_000, ge=1, description="Concurrent calls of this node; beyond: 503 with Retry-After."
+    )
 
     @field_validator("trusted", mode="before")
     @classmethod
@@ -287,6 +313,8 @@ class ServeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _expires_order(self) -> ServeSettings:
+        if self.port_min > self.port_max:
+            raise ValueError(f"port_min {self.port_min} is above port_max {self.port_max}")
         if not self.min_expires <= self.default_expires <= self.max_expires:
             raise ValueError(
                 f"need min_expires ({self.min_expires}) <= default_expires ({self.default_expires}) "

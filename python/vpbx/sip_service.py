@@ -1,6 +1,13 @@
-"""The SIP service as `vpbx serve` runs it today: transport + transaction layer +
-registrar, OPTIONS answered, every other request refused (405 for methods we know
-but do not serve yet, 501 for the rest, RFC 3261 §8.2.1).
+"""The SIP service as `vpbx serve` runs it: transport + transaction layer + registrar +
+(when given) the B2BUA for calls; OPTIONS answered, every other request refused (405 for
+methods we know but do not serve, 501 for the rest, RFC 3261 §8.2.1).
+
+Calls: an INVITE without To tag goes to `B2bua.on_invite`; CANCEL to `on_cancel` with the
+INVITE transaction it cancels (§9.2); requests with a To tag (BYE, re-INVITE, UPDATE,
+INFO, OPTIONS) to the B2BUA's dialogs; the ACK for a 2xx (no transaction, §17.2.3) to
+`on_ack`; a server transaction's timeout (no ACK for a 2xx, §13.3.1.4) to `on_timeout`.
+The service is the B2BUA's `SipPort`: requests it starts are tracked (`track`) so their
+responses reach the leg that sent them.
 
 `SipService` is the transaction user (TU): it takes the layer's actions and answers
 requests through a `Responder` (the transport). It holds no sockets and reads no
@@ -17,10 +24,19 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from vpbx.pbx import MemoryLocationStore, Registrar
+from vpbx.pbx.calls import ALLOW as CALL_ALLOW
+from vpbx.pbx.calls import B2bua
 from vpbx.security import AccountAllowlists, GuardConfig, SourceGuard
 from vpbx.sip import Deliver, DigestAuthenticator, Request, Response, build_response, compute_ha1s, new_tag
-from vpbx.sip.transaction_actions import Action, Overload, Terminated, Timeout, TransportError
-from vpbx.sip.transaction_match import TransactionKey
+from vpbx.sip.transaction_actions import (
+    Action,
+    Overload,
+    Terminated,
+    Timeout,
+    TransactionLimitError,
+    TransportError,
+)
+from vpbx.sip.transaction_match import Dest, TransactionKey
 from vpbx.store.errors import StoreError
 
 ALLOW: Final = ("REGISTER", "OPTIONS")
@@ -40,6 +56,16 @@ class Responder(Protocol):
     def respond(self, key: TransactionKey, response: Response) -> None: ...
 
 
+class Sender(Protocol):
+    """A Responder that also starts client transactions (vpbx.io.sip_transport.SipTransport)."""
+
+    def respond(self, key: TransactionKey, response: Response) -> None: ...
+
+    def send_request(self, request: Request, dest: Dest, transport: str = "UDP") -> TransactionKey: ...
+
+    def send_stateless(self, message: Request | Response, dest: Dest, transport: str = "UDP") -> None: ...
+
+
 @dataclass(slots=True)
 class ServiceStats:
     requests: dict[str, int] = field(default_factory=dict)  # by method (bounded: known + "other")
@@ -55,6 +81,8 @@ class SipService:
         self.registrar = registrar
         self.wall = wall
         self.responder: Responder | None = None
+        self.sender: Sender | None = None  # set with the transport; needed for calls
+        self.calls: B2bua | None = None
         self.stats = ServiceStats()
         # Client transactions we started (trunk REGISTER, B2BUA legs): who hears their outcome.
         self._clients: dict[TransactionKey, ClientHandler] = {}
@@ -64,11 +92,38 @@ class SipService:
         transaction `key` until it terminates (§17.1)."""
         self._clients[key] = handler
 
+    # -- SipPort (vpbx.pbx.calls.model) for the B2BUA --------------------------------------
+
+    def respond(self, key: TransactionKey, response: Response) -> None:
+        if self.responder is not None:
+            self.responder.respond(key, response)
+
+    def request(
+        self, request: Request, dest: Dest, transport: str, handler: ClientHandler
+    ) -> TransactionKey | None:
+        if self.sender is None:
+            return None
+        try:
+            key = self.sender.send_request(request, dest, transport)
+        except TransactionLimitError:
+            return None
+        self.track(key, handler)
+        return key
+
+    def stateless(self, message: Request | Response, dest: Dest, transport: str) -> None:
+        if self.sender is not None:
+            self.sender.send_stateless(message, dest, transport)
+
+    def allow(self) -> tuple[str, ...]:
+        return CALL_ALLOW if self.calls is not None else ALLOW
+
     def on_action(self, action: Action) -> None:
         if isinstance(action, Deliver):
             message = action.message
             if isinstance(message, Request) and action.key is not None and action.source is not None:
-                self._on_request(message, action.key, action.source, action.transport)
+                self._on_request(message, action.key, action.source, action.transport, action.related)
+            elif isinstance(message, Request) and message.method == "ACK" and self.calls is not None:
+                self.calls.on_ack(message)
             elif isinstance(message, Response) and action.key is not None:
                 handler = self._clients.get(action.key)
                 if handler is not None:
@@ -78,17 +133,35 @@ class SipService:
             handler = self._clients.get(action.key)
             if handler is not None:
                 handler(action)
+            elif isinstance(action, Timeout) and self.calls is not None:
+                self.calls.on_timeout(action.key, action.timer)
         elif isinstance(action, Terminated):
             self._clients.pop(action.key, None)
         elif isinstance(action, Overload):
             self.stats.overloaded += 1
 
     def _on_request(
-        self, request: Request, key: TransactionKey, source: tuple[str, int], transport: str
+        self,
+        request: Request,
+        key: TransactionKey,
+        source: tuple[str, int],
+        transport: str,
+        related: TransactionKey | None = None,
     ) -> None:
         method = request.method
         counted = method if method in KNOWN_METHODS or method in ALLOW else "other"
         self.stats.requests[counted] = self.stats.requests.get(counted, 0) + 1
+        calls = self.calls
+        if calls is not None and method != "REGISTER":
+            if method == "CANCEL":
+                calls.on_cancel(request, key, related)
+                return
+            if method == "INVITE" and not request.to.tag:
+                calls.on_invite(request, key, source, transport)
+                return
+            if request.to.tag and method != "ACK":
+                calls.on_in_dialog(request, key)
+                return
         response: Response | None
         if method == "REGISTER":
             try:
@@ -98,12 +171,12 @@ class SipService:
                 response = build_response(request, 503, to_tag=new_tag())
                 response.headers.add("Retry-After", str(RETRY_AFTER_S))  # §21.5.4
         elif method == "OPTIONS":
-            response = options_response(request)
+            response = options_response(request, self.allow())
         elif method == "CANCEL":
             response = build_response(request, 481, to_tag=new_tag())  # no INVITE to cancel (§9.2)
         elif method in KNOWN_METHODS:
             response = build_response(request, 405, to_tag=new_tag())
-            response.headers.add("Allow", ", ".join(ALLOW))  # §21.4.6
+            response.headers.add("Allow", ", ".join(self.allow()))  # §21.4.6
         else:
             response = build_response(request, 501, to_tag=new_tag())
         if response is None or self.responder is None:
@@ -121,11 +194,11 @@ class SipService:
         registrar.authenticator.prune(now)
 
 
-def options_response(request: Request) -> Response:
+def options_response(request: Request, allow: tuple[str, ...] = ALLOW) -> Response:
     """200 to OPTIONS with what we do (§11.2)."""
     response = build_response(request, 200, to_tag=new_tag())
     headers = response.headers
-    headers.add("Allow", ", ".join(ALLOW))
+    headers.add("Allow", ", ".join(allow))
     headers.add("Accept", "application/sdp")
     headers.add("Accept-Encoding", "identity")
     headers.add("Accept-Language", "en")
@@ -170,6 +243,7 @@ async def run_sip_service(
 
     transport = SipTransport(TransactionLayer(), service.on_action, guard=service.registrar.guard)
     service.responder = transport
+    service.sender = transport
     bound = await transport.listen(host, port)
     transport.every(5.0, service.housekeeping)
     if on_ready is not None:

@@ -101,10 +101,16 @@ def test_malformed_datagram_gets_400_and_server_keeps_serving(server: tuple[str,
         assert re.search(rb"\r\nAllow: [^\r]*REGISTER", reply)
         assert b"\r\nAccept: application/sdp" in reply and b"\r\nSupported:" in reply
         assert re.search(rb"Via: [^\r]*rport=%d[^\r]*received=127\.0\.0\.1" % port, reply), reply
-        # a method we do not serve yet
-        invite = options(port, "inv-1").replace(b"OPTIONS", b"INVITE")
-        reply = exchange(sock, invite)
+        # a method we do not serve: 405 with what we do (calls included)
+        subscribe = options(port, "sub-1").replace(b"OPTIONS", b"SUBSCRIBE")
+        reply = exchange(sock, subscribe)
         assert reply.startswith(b"SIP/2.0 405 "), reply
+        assert re.search(rb"\r\nAllow: [^\r]*INVITE", reply)
+        # an INVITE from an unknown source: 100 at once, then the proxy challenge (RFC 3261 §22.3)
+        invite = options(port, "inv-1").replace(b"OPTIONS", b"INVITE")
+        assert exchange(sock, invite).startswith(b"SIP/2.0 100 ")
+        reply = sock.recv(65535)
+        assert reply.startswith(b"SIP/2.0 407 ") and b"\r\nProxy-Authenticate: Digest" in reply, reply
 
 
 def test_tcp_options_and_keepalive(server: tuple[str, int]) -> None:

@@ -1,6 +1,7 @@
-"""`vpbx serve` on uvloop: SIP over UDP and TCP (registrar with digest auth, OPTIONS),
-accounts and bindings in the embedded database, ``/metrics`` and ``/health`` over HTTP,
-and a graceful stop on SIGINT/SIGTERM.
+"""`vpbx serve` on uvloop: SIP over UDP and TCP (registrar with digest auth, OPTIONS, and
+calls through the B2BUA with media anchored on the in-process engine), accounts, numbers,
+bindings and CDRs in the embedded database, ``/metrics`` and ``/health`` over HTTP, and a
+graceful stop on SIGINT/SIGTERM.
 
 - Credentials: an in-memory HA1 cache (vpbx.pbx.CredentialCache) loaded from the store
   and reloaded when accounts change. Every ``reload_interval_s`` the watcher reads
@@ -10,6 +11,8 @@ and a graceful stop on SIGINT/SIGTERM.
   data_version too, and must not cause reloads).
 - Bindings: vpbx.pbx.DatabaseLocationStore over the write-behind RegistrationWriter, so
   they survive a restart; SIGTERM flushes what is queued before the process exits.
+- Calls: vpbx.io.calls (engine, NG commands, dialplan watcher) and vpbx.pbx.calls.B2bua;
+  CDRs go through the write-behind CdrWriter, flushed on SIGTERM too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import sqlalchemy as sa
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vpbx.io.calls import CallNode, DialplanWatcher, advertised_host
+from vpbx.io.cdr_writer import CdrWriter, CdrWriterStats
 from vpbx.io.directory_sync import directory_sync_running
 from vpbx.io.http import api_context, start_http, tls_context
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
@@ -36,12 +41,14 @@ from vpbx.io.trunks import TrunkManager
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
+from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
 from vpbx.security import GuardConfig, GuardStats, SourceGuard
 from vpbx.settings import DirectorySettings, ServeSettings
 from vpbx.sip import DigestAuthenticator, TransactionLayer
 from vpbx.sip.digest import BASE_ALGORITHMS
 from vpbx.sip_service import SipService
 from vpbx.store import ConflictError, Database, StoreError, data_dir_url
+from vpbx.store import numbers as numbers_repo
 from vpbx.store import users as users_repo
 from vpbx.store.schema import sip_accounts, users
 
@@ -53,6 +60,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 HOUSEKEEPING_S: Final = 5.0
 GC_GEN0_THRESHOLD: Final = 50_000
+CALL_TIMER_S: Final = 0.5  # no-answer timeouts are checked this often
 
 Fingerprint = tuple[Any, ...]
 
@@ -80,6 +88,22 @@ async def seed_users(db: Database, accounts: Iterable[tuple[str, str]], realm: s
                 await users_repo.create_user(conn, ext, password, realm=realm, now=now)
             except ConflictError:
                 await users_repo.set_password(conn, ext, password, now=now)
+
+
+async def seed_numbers(db: Database, entries: Iterable[tuple[str, str]]) -> None:
+    """`--number NUMBER:EXT`: route the number to the extension unless it is routed already
+    (an existing number is left as the CLI set it)."""
+    now = time.time()
+    async with db.begin() as conn:
+        for number, ext in entries:
+            if await users_repo.get_user(conn, ext) is None:
+                raise StoreError(f"--number {number}:{ext}: extension {ext} does not exist")
+            try:
+                await numbers_repo.add_number(conn, number, "extension", ext, now=now)
+            except ConflictError:
+                continue
+            except ValueError as e:
+                raise StoreError(f"--number {number}:{ext}: {e}") from None
 
 
 class CredentialWatcher:
@@ -154,16 +178,31 @@ class Server:
         service: SipService,
         cache: CredentialCache,
         writer: RegistrationWriter,
+        *,
+        cdrs: CdrWriter,
+        node: CallNode,
     ) -> None:
         self.settings = settings
         self.service = service
         self.cache = cache
         self.writer = writer
+        self.cdrs = cdrs
+        self.node = node
+        self.b2bua: B2bua | None = None
         self.sip_address: tuple[str, int] = ("", 0)
         self.http_address: tuple[str, int] = ("", 0)
         self.metrics = Metrics()
         self.metrics.add_sip(self)
         self.trunks: TrunkManager | None = None  # set once SIP listens
+        self.metrics.add_calls(self)
+        self.metrics.add_engine(node)
+
+    # CallFigures
+    def call_stats(self) -> CallStats:
+        return self.b2bua.stats if self.b2bua is not None else CallStats()
+
+    def cdr_stats(self) -> tuple[CdrWriterStats, int]:
+        return self.cdrs.stats, self.cdrs.pending
 
     # SipFigures
     def registrar_stats(self) -> RegistrarStats:
@@ -186,7 +225,7 @@ class Server:
         return self.service.stats.requests
 
     def health(self) -> dict[str, Any]:
-        stats = self.writer.stats
+        stats = self.writer.stats  # registrations
         return {
             "status": "ok",
             "sip": f"udp+tcp {self.sip_address[0]}:{self.sip_address[1]}",
@@ -197,6 +236,10 @@ class Server:
             "registration_write_failures": stats.failures,
             "registration_last_error": stats.last_error,
             "trunks": [] if self.trunks is None else self.trunks.health(),
+            "calls_active": self.call_stats().active,
+            "cdrs_pending": self.cdrs.pending,
+            "cdr_write_failures": self.cdrs.stats.failures,
+            "media_ports_used": 0 if self.node.engine.closed else self.node.engine_stats()["ports_used"],
         }
 
 
@@ -219,11 +262,42 @@ def build_registrar(
     return SipService(registrar)
 
 
+def build_b2bua(settings: ServeSettings, service: SipService, calls: _Calls, server: Server) -> B2bua:
+    """The B2BUA on the bound SIP address, sharing the registrar's authenticator, guard,
+    credentials and location store."""
+    registrar = service.registrar
+    config = B2buaConfig(
+        host=advertised_host(settings),
+        port=server.sip_address[1],
+        realm=settings.realm,
+        no_answer_s=settings.no_answer_timeout_s,
+        no_answer_status=settings.no_answer_status,
+        max_calls=settings.max_calls,
+    )
+    b2bua = B2bua(
+        config,
+        dialplan=calls.dialplan,
+        location=registrar.location,
+        authenticator=registrar.authenticator,
+        lookup_ha1=registrar.lookup_ha1,
+        media=calls.node.media,
+        port=service,
+        clock=time.time,
+        guard=registrar.guard,
+        on_cdr=calls.cdrs.add,
+        on_setup=server.metrics.observe_setup,
+    )
+    service.calls = b2bua
+    calls.node.b2bua = b2bua
+    return b2bua
+
+
 async def serve(
     settings: ServeSettings,
     stop: asyncio.Event,
     *,
     accounts: Iterable[tuple[str, str]] = (),
+    numbers: Iterable[tuple[str, str]] = (),
     on_ready: Callable[[Server], None] | None = None,
     directory: DirectorySettings | None = None,
 ) -> None:
@@ -232,19 +306,45 @@ async def serve(
     db = await Database.open(data_dir_url(settings.data_dir))
     try:
         await seed_users(db, accounts, settings.realm)
+        await seed_numbers(db, numbers)
         cache = CredentialCache()
         watcher = CredentialWatcher(db, cache)
         await watcher.start()
         writer = await RegistrationWriter.open(db, now=time.time())
+        cdrs = CdrWriter(db)
+        cdrs.start()
+        dialplan = Dialplan()
+        dialplan_watcher = DialplanWatcher(db, dialplan)
+        await dialplan_watcher.start()
+        node = CallNode(settings, advertised_host(settings))
         try:
+            calls = _Calls(cdrs=cdrs, node=node, dialplan=dialplan, watcher=dialplan_watcher)
             async with directory_sync_running(db, directory):
-                await _serve(settings, stop, db, cache, watcher, writer, on_ready)
+                await _serve(settings, stop, db, cache, watcher, writer, calls, on_ready)
         finally:
+            node.close()
+            await dialplan_watcher.close()
             await watcher.close()
-            await writer.close()
-            log.info("registrations_flushed", written=writer.stats.written)
+            try:
+                await writer.close()
+                log.info("registrations_flushed", written=writer.stats.written)
+            finally:
+                await cdrs.close()
+                log.info("cdrs_flushed", written=cdrs.stats.written)
     finally:
         await db.close()
+
+
+class _Calls:
+    """The call pieces `serve` makes before the SIP side exists."""
+
+    def __init__(
+        self, *, cdrs: CdrWriter, node: CallNode, dialplan: Dialplan, watcher: DialplanWatcher
+    ) -> None:
+        self.cdrs = cdrs
+        self.node = node
+        self.dialplan = dialplan
+        self.watcher = watcher
 
 
 async def _serve(  # noqa: PLR0917
@@ -254,21 +354,31 @@ async def _serve(  # noqa: PLR0917
     cache: CredentialCache,
     watcher: CredentialWatcher,
     writer: RegistrationWriter,
+    calls: _Calls,
     on_ready: Callable[[Server], None] | None,
 ) -> None:
     service = build_registrar(settings, cache, writer)
-    server = Server(settings, service, cache, writer)
+    server = Server(settings, service, cache, writer, cdrs=calls.cdrs, node=calls.node)
     transport = SipTransport(TransactionLayer(), service.on_action, guard=service.registrar.guard)
     service.responder = transport
+    service.sender = transport
     http = None
     reload_task: asyncio.Task[None] | None = None
+    dialplan_task: asyncio.Task[None] | None = None
     try:
         server.sip_address = await transport.listen(*settings.sip_address)
+        b2bua = build_b2bua(settings, service, calls, server)
+        server.b2bua = b2bua
+        calls.node.watch()
         transport.every(HOUSEKEEPING_S, service.housekeeping)
         server.trunks = await TrunkManager.open(
             db, transport, service, listen=server.sip_address, reload_interval_s=settings.reload_interval_s
         )
         server.metrics.add_trunks(server.trunks)
+        transport.every(CALL_TIMER_S, b2bua.on_timer)
+        dialplan_task = asyncio.get_running_loop().create_task(
+            calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"
+        )
         http = await start_http(
             *settings.http_address,
             metrics=server.metrics.exposition,
@@ -296,11 +406,14 @@ async def _serve(  # noqa: PLR0917
     finally:
         if server.trunks is not None:
             await server.trunks.close()  # unregisters while the transport still runs
+        if server.b2bua is not None:
+            server.b2bua.shutdown()
         transport.close()
-        if reload_task is not None:
-            reload_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reload_task
+        for task in (reload_task, dialplan_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if http is not None:
             await http.close()
 
@@ -314,13 +427,40 @@ def _ready_line(server: Server) -> None:
     )
 
 
-async def _main(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int:
+def _hints(accounts: list[tuple[str, str]], numbers: list[tuple[str, str]]) -> Callable[[Server], None]:
+    """The ready line, and with seeded accounts how to register a softphone to them."""
+
+    def ready(server: Server) -> None:
+        _ready_line(server)
+        if not accounts:
+            return
+        host = server.b2bua.config.host if server.b2bua is not None else server.sip_address[0]
+        port = server.sip_address[1]
+        print(f"vpbx: register a softphone to {host}:{port} (UDP or TCP) as one of:", flush=True)
+        for ext, password in accounts:
+            print(f"vpbx:   user {ext}  password {password}  domain {host}", flush=True)
+        exts = [ext for ext, _ in accounts]
+        if len(exts) > 1:
+            print(f"vpbx: then call {exts[1]} from {exts[0]}", flush=True)
+        for number, ext in numbers:
+            print(f"vpbx: a call to {number} rings {ext}", flush=True)
+        print(
+            f"vpbx: calls so far: vpbx --data-dir {server.settings.data_dir} calls list; Ctrl-C stops",
+            flush=True,
+        )
+
+    return ready
+
+
+async def _main(
+    settings: ServeSettings, accounts: list[tuple[str, str]], numbers: list[tuple[str, str]]
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await serve(settings, stop, accounts=accounts, on_ready=_ready_line)
+        await serve(settings, stop, accounts=accounts, numbers=numbers, on_ready=_hints(accounts, numbers))
     except StoreError as e:
         log.error("serve_failed", reason=str(e))
         print(f"vpbx: error: {e}", file=sys.stderr, flush=True)
@@ -344,9 +484,11 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
 
 
-def run(settings: ServeSettings, accounts: list[tuple[str, str]]) -> int:
+def run(
+    settings: ServeSettings, accounts: list[tuple[str, str]], numbers: list[tuple[str, str]] | None = None
+) -> int:
     """Runs `vpbx serve` on uvloop until SIGINT/SIGTERM; returns the process exit code."""
     configure_logging(settings.log_level)
     tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_main(settings, accounts))
+        return runner.run(_main(settings, accounts, numbers or []))

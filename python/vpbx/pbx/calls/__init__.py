@@ -1,0 +1,29 @@
+"""The B2BUA: calls between extensions and from trusted peers to company numbers, with
+media anchored on the engine (see b2bua.py)."""
+
+from .b2bua import B2bua
+from .media import DEFAULT_TRANSCODE, MediaControl, MediaError, NgMediaControl
+from .model import ALLOW, B2buaConfig, Call, CallPhase, CallStats, Leg, SipPort, best_status
+from .routing import Dialplan, DialplanSnapshot, NumberEntry, Route, Target, TrunkResolver
+
+__all__ = [
+    "ALLOW",
+    "DEFAULT_TRANSCODE",
+    "B2bua",
+    "B2buaConfig",
+    "Call",
+    "CallPhase",
+    "CallStats",
+    "Dialplan",
+    "DialplanSnapshot",
+    "Leg",
+    "MediaControl",
+    "MediaError",
+    "NgMediaControl",
+    "NumberEntry",
+    "Route",
+    "SipPort",
+    "Target",
+    "TrunkResolver",
+    "best_status",
+]
