@@ -1,6 +1,7 @@
 """Front-door protection, sans-IO: per-source request-rate limits, failed-auth bans,
 trusted networks and per-account source allowlists (issue 4, "Security")."""
 
+from .config import guard_config
 from .guard import GuardConfig, GuardStats, SourceGuard
 from .netlist import AccountAllowlists, CidrSet, parse_ip, source_key
 
@@ -10,6 +11,7 @@ __all__ = [
     "GuardConfig",
     "GuardStats",
     "SourceGuard",
+    "guard_config",
     "parse_ip",
     "source_key",
 ]
