@@ -244,7 +244,7 @@ class ServeSettings(BaseModel):
         default=5, ge=1, le=1000, description="Failed authentications from one source that get it banned."
     )
     auth_failure_window_s: float = Field(
-        default=60.0, gt=0, description="... counted within this many seconds (fail2ban's findtime)."
+        default=60.0, gt=0, description="Window in which max_auth_failures are counted (fail2ban findtime)."
     )
     ban_time_s: float = Field(
         default=300.0, gt=0, description="First ban of a source; each further ban lasts twice as long."
