@@ -175,6 +175,21 @@ def test_success_resets_failure_count(store: MemoryLocationStore, guard: SourceG
     assert not guard.is_banned(SRC[0], NOW)
 
 
+def test_own_account_logins_do_not_reset_guesses_at_another(
+    store: MemoryLocationStore, guard: SourceGuard
+) -> None:
+    """A source holding 1002's password guesses 1001's, logging in as 1002 in between."""
+    reg = make(store, guard)
+    for i in range(2):
+        assert register(reg, Phone("1001", password=f"guess{i}", call_id=f"g{i}")).status == 401
+        assert register(reg, Phone("1002", call_id=f"own{i}")).status == 200
+    phone = Phone("1001", password="guess2", call_id="g2")
+    first = reg.handle(phone.request(), SRC, NOW)
+    assert first is not None and phone.client.on_challenge(first)
+    assert reg.handle(phone.request(), SRC, NOW) is None  # third failure (max_failures=3): banned
+    assert guard.is_banned(SRC[0], NOW)
+
+
 def test_register_for_another_aor_is_forbidden(store: MemoryLocationStore) -> None:
     reg = make(store)
     response = register(reg, Phone("1001"), to_user="1002")

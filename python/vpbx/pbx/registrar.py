@@ -205,7 +205,7 @@ class Registrar:
         )
         if result.ok and result.username is not None and not outside:
             if guard is not None:
-                guard.record_auth_success(source[0], now)
+                guard.record_auth_success(source[0], now, result.username)
             return result.username
         if outside:
             # The account's allowlist does not hold this source: answered exactly like a
@@ -213,7 +213,7 @@ class Registrar:
             self.stats.source_refused += 1
         if outside or result.is_failure:
             self.stats.auth_failures += 1
-            if guard is not None and guard.record_auth_failure(source[0], now):
+            if guard is not None and guard.record_auth_failure(source[0], now, result.username):
                 self.stats.dropped += 1
                 return None
         self.stats.challenges += 1
