@@ -322,14 +322,40 @@ def user_add(
     extension: Annotated[str, typer.Argument(help="The extension, also the SIP username.")],
     password: Annotated[str, typer.Option("--password", help="SIP password (stored only as digests).")],
     name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", help="CIDR the account may register from (repeatable; default: anywhere)."),
+    ] = None,
 ) -> None:
     """Add a user with a SIP account. A running server accepts it within about a second."""
     from vpbx.io import admin  # noqa: PLC0415
 
     settings = _serve_settings(ctx)
     with _store_errors():
-        user = admin.add_user(settings.data_dir, extension, password, realm=settings.realm, name=name)
+        user = admin.add_user(
+            settings.data_dir, extension, password, realm=settings.realm, name=name, allowed_cidrs=allow or ()
+        )
     console.print(f"added user {user.extension}" + (f" ({user.display_name})" if user.display_name else ""))
+
+
+@user_app.command("allow")
+def user_allow(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(help="The SIP account (the extension).")],
+    cidrs: Annotated[list[str] | None, typer.Argument(help="CIDRs; none: from anywhere again.")] = None,
+) -> None:
+    """Set the networks an account may register from; elsewhere even the right password
+    fails (like a wrong one). A running server applies it within about a second."""
+    from vpbx.io import admin  # noqa: PLC0415
+
+    settings = _serve_settings(ctx)
+    with _store_errors():
+        found = admin.allow_sources(settings.data_dir, username, cidrs or [])
+    if not found:
+        _fail(f"no SIP account {username}", 1)
+    console.print(
+        f"{username}: " + (f"allowed from {', '.join(cidrs)}" if cidrs else "allowed from anywhere")
+    )
 
 
 @user_app.command("list")
@@ -341,7 +367,7 @@ def user_list(ctx: typer.Context) -> None:
     with _store_errors():
         rows = admin.list_users(settings.data_dir)
     table = Table(title=f"users in {settings.database_path}")
-    for col in ("extension", "name", "enabled", "SIP username", "realm"):
+    for col in ("extension", "name", "enabled", "SIP username", "realm", "allowed from"):
         table.add_column(col)
     for user, accounts in rows:
         table.add_row(
@@ -350,6 +376,7 @@ def user_list(ctx: typer.Context) -> None:
             "yes" if user.enabled else "no",
             ", ".join(a.username for a in accounts),
             ", ".join(sorted({a.realm for a in accounts})),
+            ", ".join(c for a in accounts for c in a.allowed_cidrs) or "anywhere",
         )
     console.print(table)
 

@@ -275,6 +275,18 @@ class ServeSettings(BaseModel):
     max_calls: int = Field(
         default=10_000, ge=1, description="Concurrent calls of this node; beyond: 503 with Retry-After."
     )
+    # -- the SIP front door's failed-auth bans (vpbx.security.GuardConfig; issue 4 "Security").
+    # Added at the end on purpose (other keys above are shared); see vpbx.security.guard_config.
+    max_auth_failures: int = Field(
+        default=5, ge=1, le=1000, description="Failed authentications from one source that get it banned."
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="Window in which max_auth_failures are counted (fail2ban findtime)."
+    )
+    ban_time_s: float = Field(
+        default=300.0, gt=0, description="First ban of a source; each further ban lasts twice as long."
+    )
+    max_ban_time_s: float = Field(default=86400.0, gt=0, description="Longest ban (escalation stops here).")
 
     @field_validator("trusted", mode="before")
     @classmethod
@@ -319,6 +331,10 @@ class ServeSettings(BaseModel):
             raise ValueError(
                 f"need min_expires ({self.min_expires}) <= default_expires ({self.default_expires}) "
                 f"<= max_expires ({self.max_expires})"
+            )
+        if self.max_ban_time_s < self.ban_time_s:
+            raise ValueError(
+                f"max_ban_time_s ({self.max_ban_time_s}) is below ban_time_s ({self.ban_time_s})"
             )
         return self
 

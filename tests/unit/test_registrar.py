@@ -175,6 +175,21 @@ def test_success_resets_failure_count(store: MemoryLocationStore, guard: SourceG
     assert not guard.is_banned(SRC[0], NOW)
 
 
+def test_own_account_logins_do_not_reset_guesses_at_another(
+    store: MemoryLocationStore, guard: SourceGuard
+) -> None:
+    """A source holding 1002's password guesses 1001's, logging in as 1002 in between."""
+    reg = make(store, guard)
+    for i in range(2):
+        assert register(reg, Phone("1001", password=f"guess{i}", call_id=f"g{i}")).status == 401
+        assert register(reg, Phone("1002", call_id=f"own{i}")).status == 200
+    phone = Phone("1001", password="guess2", call_id="g2")
+    first = reg.handle(phone.request(), SRC, NOW)
+    assert first is not None and phone.client.on_challenge(first)
+    assert reg.handle(phone.request(), SRC, NOW) is None  # third failure (max_failures=3): banned
+    assert guard.is_banned(SRC[0], NOW)
+
+
 def test_register_for_another_aor_is_forbidden(store: MemoryLocationStore) -> None:
     reg = make(store)
     response = register(reg, Phone("1001"), to_user="1002")
@@ -182,11 +197,31 @@ def test_register_for_another_aor_is_forbidden(store: MemoryLocationStore) -> No
     assert store.bindings("1002", NOW) == []
 
 
-def test_allowlist_outside_is_403_inside_is_200(store: MemoryLocationStore) -> None:
-    reg = make(store, allowlists=AccountAllowlists({"1001": ["10.0.0.0/8"]}))
-    assert register(reg, Phone()).status == 403
+def test_allowlist_outside_looks_like_a_wrong_password_inside_is_200(
+    store: MemoryLocationStore, guard: SourceGuard
+) -> None:
+    reg = make(store, guard, allowlists=AccountAllowlists({"1001": ["10.0.0.0/8"]}))
+
+    def shape(r: Response) -> tuple[int, list[str], list[str]]:
+        challenges = [re.sub(r'nonce="[^"]*"', 'nonce="N"', v) for v in r.headers.get_all("www-authenticate")]
+        return r.status, challenges, [n for n, _ in r.headers]
+
+    # The right password from outside the list: the same answer as a wrong one (no
+    # password oracle), no binding, and counted as a failed authentication.
+    outside = register(reg, Phone(call_id="o1"))
+    wrong = register(reg, Phone(password="wrong", call_id="w1"), source=("198.51.100.9", 5060))
+    assert shape(outside) == shape(wrong) and outside.status == 401
+    assert store.bindings("1001", NOW) == []
+    assert reg.stats.source_refused == 1 and reg.stats.auth_failures == 2
     assert register(reg, Phone(), source=("10.1.2.3", 5060)).status == 200
-    assert register(reg, Phone("1002")).status == 200  # no list: anywhere
+    assert register(reg, Phone("1002"), source=("198.51.100.9", 5060)).status == 200  # no list: anywhere
+    # Two more tries from outside (max_failures=3): the source is banned, even for 1002.
+    assert register(reg, Phone(call_id="o2")).status == 401
+    phone = Phone(call_id="o3")
+    first = reg.handle(phone.request(), SRC, NOW)
+    assert first is not None and phone.client.on_challenge(first)
+    assert reg.handle(phone.request(), SRC, NOW) is None
+    assert guard.is_banned(SRC[0], NOW) and reg.handle(Phone("1002").request(), SRC, NOW) is None
 
 
 def test_too_brief_is_423_with_min_expires(store: MemoryLocationStore) -> None:

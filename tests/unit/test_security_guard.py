@@ -60,6 +60,21 @@ def test_success_resets_the_failure_count() -> None:
     assert fail(g, "192.0.2.1", 1, now=T0 + 10) == [True]
 
 
+def test_success_forgives_only_the_same_usernames_failures() -> None:
+    """Logging in to one's own account must not reset the count of guesses at another."""
+    g = guard(max_failures=3)
+    ip = "192.0.2.1"
+    assert not g.record_auth_failure(ip, T0, "202") and not g.record_auth_failure(ip, T0 + 1, "202")
+    g.record_auth_success(ip, T0 + 2, "201")  # the attacker's own account
+    assert g.record_auth_failure(ip, T0 + 3, "202")  # the third guess bans
+    # a phone that mistyped its own password is forgiven when it gets it right
+    phone = "192.0.2.2"
+    g.record_auth_failure(phone, T0, "201")
+    g.record_auth_failure(phone, T0 + 1, "201")
+    g.record_auth_success(phone, T0 + 2, "201")
+    assert not g.record_auth_failure(phone, T0 + 3, "201") and not g.is_banned(phone, T0 + 3)
+
+
 def test_bans_escalate_and_are_capped_and_forgotten() -> None:
     g = guard(max_failures=1, ban_time=100, ban_factor=3, max_ban_time=1000, offense_memory=5000)
     lengths = []

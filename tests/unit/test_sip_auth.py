@@ -608,6 +608,27 @@ def test_unknown_user_costs_the_same_hash_work(monkeypatch: pytest.MonkeyPatch) 
     assert calls == known_calls == ["64:SHA-256"]
 
 
+def test_unknown_user_takes_the_same_checks_of_the_ha1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored HA1's well-formedness check runs on the dummy too (no timing difference)."""
+    checked: list[int] = []
+    real = auth_module._HEX_RE
+
+    class Counting:
+        def fullmatch(self, text: str) -> re.Match[str] | None:
+            checked.append(len(text))
+            return real.fullmatch(text)
+
+    auth = server()
+    known_req, _ = answered(auth, register("1001"), "guess")
+    unknown_req, _ = answered(auth, register("4711"), "guess", user="4711")
+    monkeypatch.setattr(auth_module, "_HEX_RE", Counting())
+    assert auth.verify(known_req, lookup, NOW).reason == "bad-response"
+    known_checks = list(checked)
+    checked.clear()
+    assert auth.verify(unknown_req, lookup, NOW).reason == "unknown-user"
+    assert checked == known_checks and 64 in checked
+
+
 # -- nonce-count table ------------------------------------------------------------------------
 
 

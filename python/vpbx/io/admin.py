@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from vpbx.store import users as users_repo
 __all__ = [
     "add_number",
     "add_user",
+    "allow_sources",
     "list_calls",
     "list_numbers",
     "list_users",
@@ -47,14 +48,39 @@ def _run(data_dir: Path, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def add_user(data_dir: Path, extension: str, password: str, *, realm: str, name: str = "") -> User:
-    """Raises ConflictError when the extension (or SIP username) is taken."""
+def add_user(
+    data_dir: Path,
+    extension: str,
+    password: str,
+    *,
+    realm: str,
+    name: str = "",
+    allowed_cidrs: Sequence[str] = (),
+) -> User:
+    """Raises ConflictError when the extension (or SIP username) is taken, ValueError for
+    an allowed network that is no CIDR."""
 
     async def work(conn: AsyncConnection) -> User:
         user, _account = await users_repo.create_user(
-            conn, extension, password, realm=realm, now=time.time(), display_name=name
+            conn,
+            extension,
+            password,
+            realm=realm,
+            now=time.time(),
+            display_name=name,
+            allowed_cidrs=allowed_cidrs,
         )
         return user
+
+    return _run(data_dir, work)
+
+
+def allow_sources(data_dir: Path, username: str, cidrs: Sequence[str]) -> bool:
+    """Set the networks a SIP account may be used from (empty: anywhere). False when there
+    is no such account; ValueError for an entry that is no CIDR."""
+
+    async def work(conn: AsyncConnection) -> bool:
+        return await users_repo.set_allowed_cidrs(conn, username, cidrs, now=time.time())
 
     return _run(data_dir, work)
 

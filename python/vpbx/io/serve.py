@@ -42,7 +42,7 @@ from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
 from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
-from vpbx.security import GuardConfig, GuardStats, SourceGuard
+from vpbx.security import GuardStats, SourceGuard, guard_config
 from vpbx.settings import DirectorySettings, ServeSettings
 from vpbx.sip import DigestAuthenticator, TransactionLayer
 from vpbx.sip.digest import BASE_ALGORITHMS
@@ -137,10 +137,13 @@ class CredentialWatcher:
             if not force and fingerprint == self._fingerprint:
                 return False
             table = await load_credentials(conn)
+            allowed, max_calls = await users_repo.load_account_limits(conn)
         finally:
             await conn.rollback()
         self._fingerprint = fingerprint
-        self.cache.replace(table)
+        self.cache.replace(table, allowed_cidrs=allowed, max_calls=max_calls)
+        if self.cache.broken_allowlists:
+            log.warning("allowlists_invalid_accounts_locked", accounts=self.cache.broken_allowlists)
         self.reloads += 1
         return True
 
@@ -247,7 +250,7 @@ def build_registrar(
     settings: ServeSettings, cache: CredentialCache, writer: RegistrationWriter
 ) -> SipService:
     algorithms = ("MD5",) if settings.md5_only else ("SHA-256", "MD5")
-    guard = SourceGuard(GuardConfig(trusted=tuple(settings.trusted)))
+    guard = SourceGuard(guard_config(settings))
     authenticator = DigestAuthenticator(settings.realm, os.urandom(32), algorithms=algorithms)
     registrar = Registrar(
         settings.realm,
@@ -255,6 +258,7 @@ def build_registrar(
         cache.lookup,
         DatabaseLocationStore(writer),
         guard,
+        allowlists=cache.allowlists,
         min_expires=settings.min_expires,
         max_expires=settings.max_expires,
         default_expires=settings.default_expires,

@@ -11,7 +11,8 @@ This is a single-domain PBX: any host in the Request-URI and To is ours (unless
 account may change only its own AOR (§10.3 step 6, authorization). The steps below
 carry the numbers of §10.3; steps 1-3 (domain, Require) come first, then digest
 authentication (§22), which every unknown user fails exactly like a wrong password
-(the authenticator gives both the same challenge: no extension enumeration).
+(the authenticator gives both the same challenge: no extension enumeration). A right
+password from a source outside the account's allowlist is answered the same way too.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class RegistrarStats:
     too_brief: int = 0
     out_of_order: int = 0
     bad_requests: int = 0
+    source_refused: int = 0  # right password, source outside the account's allowlist
     accepted: int = 0
     bindings_added: int = 0
     bindings_removed: int = 0
@@ -165,7 +167,8 @@ class Registrar:
             response = self._reply(request, 420)
             response.headers.add("Unsupported", ", ".join(unsupported))
             raise _RefusedError(response)
-        # Step 3 is for proxies that are not the registrar. Step 4: authentication (§22).
+        # Step 3 is for proxies that are not the registrar. Step 4: authentication (§22),
+        # which includes the account's source allowlist.
         username = self._authenticate(request, source, now)
         if username is None:
             return None
@@ -174,9 +177,6 @@ class Registrar:
         if not isinstance(to_uri, SipUri) or to_uri.user is None:
             raise _RefusedError(self._reply(request, 404, "Not Found"))
         if to_uri.user != username:
-            self.stats.forbidden += 1
-            raise _RefusedError(self._reply(request, 403, "Forbidden"))
-        if self.allowlists is not None and not self.allowlists.permits(username, source[0]):
             self.stats.forbidden += 1
             raise _RefusedError(self._reply(request, 403, "Forbidden"))
         aor = self.aor_key(to_uri)
@@ -196,13 +196,24 @@ class Registrar:
         when the failure got the source banned."""
         result = self.authenticator.verify(request, self.lookup_ha1, now)
         guard = self.guard
-        if result.ok and result.username is not None:
+        allowlists = self.allowlists
+        outside = (
+            result.ok
+            and result.username is not None
+            and allowlists is not None
+            and not allowlists.permits(result.username, source[0])
+        )
+        if result.ok and result.username is not None and not outside:
             if guard is not None:
-                guard.record_auth_success(source[0], now)
+                guard.record_auth_success(source[0], now, result.username)
             return result.username
-        if result.is_failure:
+        if outside:
+            # The account's allowlist does not hold this source: answered exactly like a
+            # wrong password (a 403 here would confirm the password to whoever has it).
+            self.stats.source_refused += 1
+        if outside or result.is_failure:
             self.stats.auth_failures += 1
-            if guard is not None and guard.record_auth_failure(source[0], now):
+            if guard is not None and guard.record_auth_failure(source[0], now, result.username):
                 self.stats.dropped += 1
                 return None
         self.stats.challenges += 1

@@ -6,8 +6,8 @@ that are never limited or banned.
     if not guard.allow_request(src_ip, now):       # before parsing: drop silently
         return
     ...
-    if result.is_failure: guard.record_auth_failure(src_ip, now)
-    elif result.ok:       guard.record_auth_success(src_ip, now)
+    if result.is_failure: guard.record_auth_failure(src_ip, now, result.username)
+    elif result.ok:       guard.record_auth_success(src_ip, now, result.username)
 
 `now` is any monotonic clock in seconds (bans are local to one node). Memory is
 bounded: rate buckets and failure records are LRUs of `max_sources` entries each, bans
@@ -99,13 +99,13 @@ class _Bucket:
 
 
 class _Record:
-    """Failed-auth history of one source: recent failure times (at most max_failures)
-    and its ban escalation level."""
+    """Failed-auth history of one source: recent failures (time, username tried; at most
+    max_failures) and its ban escalation level."""
 
     __slots__ = ("fails", "last_ban", "level")
 
     def __init__(self) -> None:
-        self.fails: list[float] = []
+        self.fails: list[tuple[float, str | None]] = []
         self.level = 0
         self.last_ban = 0.0
 
@@ -207,9 +207,10 @@ class SourceGuard:
 
     # -- authentication outcomes ----------------------------------------------------------
 
-    def record_auth_failure(self, ip: str, now: float) -> bool:
-        """Count a failed authentication (AuthResult.is_failure). True if this failure
-        got the source banned. Trusted sources are counted but never banned."""
+    def record_auth_failure(self, ip: str, now: float, username: str | None = None) -> bool:
+        """Count a failed authentication (AuthResult.is_failure) for `username` (the one
+        the credentials named, if readable). True if this failure got the source banned.
+        Trusted sources are counted but never banned."""
         self._now = now
         self.auth_failures_total += 1
         if self.is_trusted(ip):
@@ -217,8 +218,8 @@ class SourceGuard:
         key = self.key(ip)
         record = self._record(key)
         cfg = self.config
-        fails = [t for t in record.fails if now - t < cfg.failure_window]
-        fails.append(now)
+        fails = [f for f in record.fails if now - f[0] < cfg.failure_window]
+        fails.append((now, username))
         if len(fails) >= cfg.max_failures:
             record.fails = []
             self._ban(key, now, record)
@@ -226,13 +227,16 @@ class SourceGuard:
         record.fails = fails
         return False
 
-    def record_auth_success(self, ip: str, now: float) -> None:
-        """A source that authenticates starts counting failures from zero (its ban
-        escalation level stays)."""
+    def record_auth_success(self, ip: str, now: float, username: str | None = None) -> None:
+        """A source that authenticates as `username` is forgiven its failures for that
+        username (a phone that got its password right after a typo); its failures for
+        other usernames stay: holding one account must not let a source reset the count
+        while it guesses another's password. Without a username, every failure is
+        forgiven. The ban escalation level stays."""
         self._now = now
         record = self._records.get(self.key(ip))
         if record is not None:
-            record.fails = []
+            record.fails = [] if username is None else [f for f in record.fails if f[1] != username]
 
     # -- bans -----------------------------------------------------------------------------
 
@@ -296,7 +300,7 @@ class SourceGuard:
             k
             for k, r in self._records.items()
             if k not in self._bans
-            and all(now - t >= cfg.failure_window for t in r.fails)
+            and all(now - f[0] >= cfg.failure_window for f in r.fails)
             and (r.level == 0 or now - r.last_ban > cfg.offense_memory)
         ]
         for k in idle:

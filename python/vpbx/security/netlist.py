@@ -94,9 +94,12 @@ class CidrSet:
 
 class AccountAllowlists:
     """Per-account source allowlists: an account with a list may only be used from
-    those networks (checked after successful authentication: a REGISTER or INVITE
-    from elsewhere gets 403, even with the right password). An account without a
-    list may be used from anywhere."""
+    those networks. An account without a list may be used from anywhere.
+
+    The registrar asks after the digest checked out, and answers a source outside the
+    list exactly like a wrong password (the same fresh challenge, counted as a failed
+    authentication by the guard): the answer must not confirm the password to
+    whoever holds it in the wrong place."""
 
     __slots__ = ("_lists",)
 
@@ -104,6 +107,25 @@ class AccountAllowlists:
         self._lists: dict[str, CidrSet] = {}
         for account, networks in (lists or {}).items():
             self.set(account, networks)
+
+    def replace(self, lists: Mapping[str, Iterable[str]]) -> list[str]:
+        """Swap in every account's list at once (a reload from the store), in place, so
+        that whoever holds this object sees the new lists. An account whose list has an
+        entry that is no network is locked out (allowed from nowhere) rather than opened
+        to everyone; their names are returned, for a warning."""
+        fresh: dict[str, CidrSet] = {}
+        broken: list[str] = []
+        for account, networks in lists.items():
+            try:
+                cidrs = CidrSet(networks)
+            except (ValueError, TypeError, AttributeError):  # not a network, not even text
+                broken.append(account)
+                fresh[account] = CidrSet()  # contains nothing: permits nothing
+                continue
+            if cidrs:
+                fresh[account] = cidrs
+        self._lists = fresh
+        return broken
 
     def set(self, account: str, networks: Iterable[str]) -> None:
         """Replace the account's list; an empty list removes the restriction."""

@@ -250,11 +250,13 @@ class DigestAuthenticator:
         # From here on, the same work for every username.
         base = base_algorithm(algorithm)
         stored = lookup_ha1(user, base)
-        # A stored value that is no HA1 of this algorithm counts as no user at all.
-        known = (
-            stored is not None and len(stored) == hex_length(base) and _HEX_RE.fullmatch(stored) is not None
-        )
-        ha1 = stored.lower() if known and stored is not None else self._dummy[base]
+        dummy = self._dummy[base]
+        # A stored value that is no HA1 of this algorithm counts as no user at all. The
+        # dummy goes through the same checks as a stored HA1: the same steps either way.
+        candidate = dummy if stored is None else stored
+        well_formed = len(candidate) == hex_length(base) and _HEX_RE.fullmatch(candidate) is not None
+        known = stored is not None and well_formed
+        ha1 = candidate.lower() if well_formed else dummy
         expected = compute_response(
             ha1,
             algorithm=algorithm,

@@ -10,6 +10,7 @@ all the authenticator needs (`lookup_ha1`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,20 @@ def _account(m: sa.RowMapping) -> SipAccount:
     return SipAccount(**values)
 
 
+def normalize_cidrs(cidrs: Iterable[str]) -> list[str]:
+    """Networks as the store keeps them ("10.1.2.0/24", "2001:db8::/32"); raises ValueError
+    naming the first entry that is no IPv4/IPv6 network. Host bits are dropped."""
+    out: list[str] = []
+    for text in cidrs:
+        try:
+            network = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a CIDR (e.g. 192.0.2.0/24 or 2001:db8::/32)") from None
+        if str(network) not in out:
+            out.append(str(network))
+    return out
+
+
 def _ha1_values(username: str, realm: str, password: str) -> dict[str, str | None]:
     ha1s = compute_ha1s(username, realm, password)
     return {col.name: ha1s.get(alg) for alg, col in HA1_COLUMNS.items()}
@@ -108,6 +123,7 @@ async def create_user(
     fields = dict(profile or {})
     if unknown := set(fields) - PROFILE_FIELDS:
         raise ValueError(f"unknown user fields: {sorted(unknown)}")
+    networks = normalize_cidrs(allowed_cidrs)
     if await get_user(conn, extension) is not None:
         raise ConflictError(f"extension {extension} is already taken")
     if await get_account(conn, username) is not None:
@@ -127,7 +143,7 @@ async def create_user(
                 username=username,
                 realm=realm,
                 max_calls=max_calls,
-                allowed_cidrs=json.dumps(list(allowed_cidrs)),
+                allowed_cidrs=json.dumps(networks),
                 enabled=True,
                 created_at=now,
                 updated_at=now,
@@ -230,10 +246,13 @@ async def set_password(conn: AsyncConnection, username: str, password: str, *, n
 async def set_allowed_cidrs(
     conn: AsyncConnection, username: str, cidrs: Sequence[str], *, now: float
 ) -> bool:
+    """The networks the account may be used from (empty: anywhere). False if there is no
+    such account; ValueError (nothing written) for an entry that is no network."""
+    networks = normalize_cidrs(cidrs)
     result = await conn.execute(
         sa.update(sip_accounts)
         .where(sip_accounts.c.username == username)
-        .values(allowed_cidrs=json.dumps(list(cidrs)), updated_at=now)
+        .values(allowed_cidrs=json.dumps(networks), updated_at=now)
     )
     return result.rowcount > 0
 
@@ -270,6 +289,32 @@ async def load_ha1s(conn: AsyncConnection, algorithm: str) -> dict[str, str]:
         return {}
     query = query.add_columns(sip_accounts.c.username)
     return {str(name): str(ha1) for ha1, name in await conn.execute(query) if ha1 is not None}
+
+
+async def load_account_limits(conn: AsyncConnection) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Every active account's source allowlist (only accounts that have one) and its
+    max_calls: what the credential cache keeps next to the HA1s. An allowlist that is
+    not a JSON list of strings is kept as an invalid entry, which locks the account out
+    (vpbx.security.AccountAllowlists.replace) instead of opening it."""
+    query = _ha1_query("MD5")
+    assert query is not None
+    query = query.with_only_columns(
+        sip_accounts.c.username, sip_accounts.c.allowed_cidrs, sip_accounts.c.max_calls
+    )
+    allowed: dict[str, list[str]] = {}
+    max_calls: dict[str, int] = {}
+    rows: Sequence[Any] = (await conn.execute(query)).all()
+    for name, cidrs, calls in rows:
+        try:
+            networks = json.loads(cidrs or "[]")
+        except ValueError:
+            networks = ["<not JSON>"]
+        if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+            networks = ["<not a list of networks>"]
+        if networks:
+            allowed[str(name)] = networks
+        max_calls[str(name)] = int(calls)
+    return allowed, max_calls
 
 
 async def ensure_role(conn: AsyncConnection, name: str, description: str = "") -> int:
