@@ -11,7 +11,7 @@ import pytest
 from vpbx.pbx.calls import B2bua, B2buaConfig, Dialplan, DialplanSnapshot, NumberEntry, best_status
 from vpbx.pbx.calls.model import ClientHandler
 from vpbx.pbx.location import Binding, MemoryLocationStore
-from vpbx.security import GuardConfig, SourceGuard
+from vpbx.security import AccountAllowlists, GuardConfig, SourceGuard
 from vpbx.sip import DigestAuthenticator, DigestClient, Request, Response, compute_ha1s, parse_message
 from vpbx.sip.timers import Timer
 from vpbx.sip.transaction_actions import Deliver, Timeout
@@ -85,7 +85,12 @@ class FakeMedia:
 
 class Rig:
     def __init__(
-        self, *, trusted: bool = True, accounts: dict[str, int] | None = None, **numbers: int
+        self,
+        *,
+        trusted: bool = True,
+        accounts: dict[str, int] | None = None,
+        allowlists: AccountAllowlists | None = None,
+        **numbers: int,
     ) -> None:
         self.clock = Clock()
         self.port = FakePort()
@@ -112,7 +117,9 @@ class Rig:
             clock=self.clock,
             guard=guard,
             on_cdr=self.cdrs.append,
+            allowlists=allowlists,
         )
+        self.guard = guard
         self.n = 0
 
     def register(self, aor: str, *hosts: str) -> None:
@@ -567,3 +574,36 @@ def test_transfer_to_nowhere_notifies_the_failure_and_the_call_goes_on() -> None
     assert rig.port.sent("NOTIFY")[-1].request.body.startswith(b"SIP/2.0 404")
     assert rig.port.sent("NOTIFY")[-1].dest == CALLER
     assert rig.b2bua.stats.active == 1 and not rig.port.sent("BYE") and leg.request.method == "INVITE"
+
+
+def test_right_password_from_outside_the_allowlist_is_challenged_like_a_wrong_one() -> None:
+    rig = Rig(trusted=False, allowlists=AccountAllowlists({"1001": ["192.0.2.0/24"]}))
+    rig.register("1002", "10.0.0.2")
+    _a, key = rig.authed_invite(source=("203.0.113.9", 5060))  # 1001 may only call from 192.0.2.0/24
+    assert final(rig.port, key).status == 407
+    assert not rig.port.sent("INVITE") and rig.b2bua.stats.auth_failures == 1
+    _b, key = rig.authed_invite(source=("192.0.2.7", 5060))
+    assert rig.port.statuses(key) == [100] and len(rig.port.sent("INVITE")) == 1
+
+
+def test_a_caller_holding_one_account_is_banned_guessing_another() -> None:
+    """Failures are forgiven per username: calling as yourself between guesses at someone
+    else's password does not reset the count (as for REGISTER)."""
+    rig = Rig(trusted=False)
+    rig.register("1002", "10.0.0.2")
+    source = ("203.0.113.9", 5060)
+
+    def guess() -> None:
+        a, key = rig.invite(source=source)
+        client = DigestClient("1003", "guess")
+        assert client.on_challenge(final(rig.port, key))
+        retry = Request(a.method, a.uri, a.headers.copy(), a.body)
+        client.authorize(retry)
+        rig.invite(source=source, auth=retry.headers.get("proxy-authorization"))
+
+    for _ in range(rig.guard.config.max_failures - 1):
+        guess()
+        rig.authed_invite(source=source)  # a good call as 1001 in between
+    assert not rig.guard.is_banned(source[0], rig.clock.now)
+    guess()
+    assert rig.guard.is_banned(source[0], rig.clock.now)

@@ -288,6 +288,7 @@ def build_b2bua(settings: ServeSettings, service: SipService, calls: _Calls, ser
         port=service,
         clock=time.time,
         guard=registrar.guard,
+        allowlists=registrar.allowlists,
         on_cdr=calls.cdrs.add,
         on_setup=server.metrics.observe_setup,
     )

@@ -34,7 +34,7 @@ from typing import Final
 
 from vpbx.logs import get_logger
 from vpbx.pbx.location import LocationStore
-from vpbx.security import SourceGuard
+from vpbx.security import AccountAllowlists, SourceGuard
 from vpbx.sip.auth import DigestAuthenticator, LookupHa1
 from vpbx.sip.dialog import Dialog, DialogError
 from vpbx.sip.errors import SipParseError
@@ -95,6 +95,7 @@ class B2bua:
         on_cdr: Callable[[Cdr], object] | None = None,
         on_setup: Callable[[float], object] | None = None,
         trunks: TrunkResolver | None = None,
+        allowlists: AccountAllowlists | None = None,
     ) -> None:
         self.config = config
         self.dialplan = dialplan
@@ -108,6 +109,7 @@ class B2bua:
         self.on_cdr = on_cdr
         self.on_setup = on_setup
         self.trunks = trunks  # outbound legs of "trunk" routes (the trunk module)
+        self.allowlists = allowlists  # per-account source CIDRs, as the registrar applies them
         self.stats = CallStats()
         self.calls: dict[TransactionKey, Call] = {}  # by A's INVITE server transaction
         self.by_dialog: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) -> call, both sides
@@ -221,18 +223,27 @@ class B2bua:
 
     def _authenticate(self, request: Request, key: TransactionKey, source: Dest, now: float) -> str | None:
         """§22.3: 407 with Proxy-Authenticate, the same for unknown users as for wrong
-        passwords (no enumeration); a banned source hears nothing."""
+        passwords (no enumeration), and the same again for the right password from outside
+        the account's source allowlist (a 403 would confirm the password); a banned source
+        hears nothing. The guard counts failures per username, as for REGISTER."""
         guard = self.guard
         if guard is not None and guard.is_banned(source[0], now):
             return None
         result = self.authenticator.verify(request, self.lookup_ha1, now, proxy=True)
-        if result.ok and result.username is not None:
+        allowlists = self.allowlists
+        outside = (
+            result.ok
+            and result.username is not None
+            and allowlists is not None
+            and not allowlists.permits(result.username, source[0])
+        )
+        if result.ok and result.username is not None and not outside:
             if guard is not None:
-                guard.record_auth_success(source[0], now)
+                guard.record_auth_success(source[0], now, result.username)
             return result.username
-        if result.is_failure:
+        if outside or result.is_failure:
             self.stats.auth_failures += 1
-            if guard is not None and guard.record_auth_failure(source[0], now):
+            if guard is not None and guard.record_auth_failure(source[0], now, result.username):
                 return None
         self.stats.challenges += 1
         challenge = self.authenticator.challenge(request, now, stale=result.stale, proxy=True)
