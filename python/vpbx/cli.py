@@ -24,7 +24,7 @@ from vpbx.cli_directory import directory_app
 from vpbx.media import WavWriter
 from vpbx.media.chain import CODECS, run_chain
 from vpbx.media.netsim import PROFILES
-from vpbx.settings import ServeSettings, SettingsError, load_settings
+from vpbx.settings import ServeSettings, Settings, SettingsError, load_settings
 
 app = typer.Typer(help="vpbx: an open-source cloud PBX.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -191,12 +191,17 @@ def _fail(message: str, code: int) -> NoReturn:
 def _serve_settings(ctx: typer.Context, config: Path | None = None, **overrides: Any) -> ServeSettings:
     """The [serve] settings: command flags, then the global flags, then VPBX_SERVE__*,
     then the config file, then the defaults."""
+    return _settings(ctx, config, **overrides).serve
+
+
+def _settings(ctx: typer.Context, config: Path | None = None, **overrides: Any) -> Settings:
+    """Every table of the config, with `overrides` applied to [serve] (see _serve_settings)."""
     g = ctx.find_object(_Global) or _Global()
     given = {k: v for k, v in overrides.items() if v is not None}
     if "data_dir" not in given and g.data_dir is not None:
         given["data_dir"] = g.data_dir
     try:
-        return load_settings(config or g.config, serve=given).serve
+        return load_settings(config or g.config, serve=given)
     except SettingsError as e:
         _fail(str(e), 2)
 
@@ -288,7 +293,7 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
 
     accounts = _parse_accounts(user)
     numbers = _parse_pairs(number, "NUMBER:EXT")
-    settings = _serve_settings(
+    settings = _settings(
         ctx,
         config,
         data_dir=data_dir,
@@ -299,7 +304,8 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
         trusted=trusted or None,
         log_level=log_level,
     )
-    raise typer.Exit(run(settings, accounts, numbers))
+    directory = settings.directory if settings.directory.enabled else None
+    raise typer.Exit(run(settings.serve, accounts, numbers, directory=directory))
 
 
 user_app = typer.Typer(help="SIP users (extensions) in the database.", no_args_is_help=True)

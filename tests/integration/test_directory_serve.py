@@ -4,19 +4,24 @@ syncing again stops the phone registering (no restart); a failed sync exits non-
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import ldap3
 import pytest
 import sqlalchemy as sa
-from slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd, people_ldif, user_dn
+from slapd import GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, USER_PASSWORD, Slapd, people_ldif, user_dn
 from vpbx_server import ROOT, VpbxServer, vpbx_env
 
 from vpbx.sip import DigestClient, Response, parse_message
@@ -172,3 +177,70 @@ def test_sync_without_directory_config_is_a_usage_error(tmp_path: Path) -> None:
     result = cli(config, "directory", "sync")
     assert result.returncode == 2 and "no directory configured" in result.stderr
     assert os.path.exists(tmp_path / "data") is False  # nothing was created
+
+
+def http(server: VpbxServer, method: str, path: str, body: object = None, token: str = "") -> tuple[int, Any]:
+    assert server.http is not None
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://{server.http[0]}:{server.http[1]}{path}", data=data, method=method
+    )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
+            raw = reply.read()
+            status = reply.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read(), err.code
+    text = raw.decode()
+    return status, json.loads(text) if text.startswith(("{", "[")) else text
+
+
+def test_serve_syncs_and_logs_directory_users_in(
+    ldap: Slapd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vpbx serve --config` with a [directory] table: the periodic sync runs at start and its
+    figures reach /metrics; directory users log in to the API with their directory password
+    and get the role of their group; an admin runs a dry-run sync through the API."""
+    data_dir = tmp_path / "data"
+    config = tmp_path / "vpbx.toml"
+    write_config(config, ldap, data_dir)
+    monkeypatch.setenv("TEST_LDAP_PASSWORD", SERVICE_PASSWORD)
+    args = ["--config", str(config), "serve", "--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+    server = VpbxServer(args, timeout=TIMEOUT).start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        metrics = ""
+        while time.monotonic() < deadline and "vpbx_directory_last_success_timestamp_seconds" not in metrics:
+            time.sleep(0.3)
+            metrics = str(http(server, "GET", "/metrics")[1])
+        assert "vpbx_directory_last_success_timestamp_seconds" in metrics, metrics[-2000:]
+        assert re.search(r"^vpbx_directory_entries_seen (\d+)", metrics, re.M)
+
+        status, reply = http(
+            server, "POST", "/api/v1/auth/login", {"login": "user00001", "password": USER_PASSWORD}
+        )
+        assert status == 200, reply
+        token = reply["token"]
+        status, me = http(server, "GET", "/api/v1/me", token=token)
+        assert status == 200 and "admin" in me["roles"], me
+        status, report = http(server, "POST", "/api/v1/directory/sync?dry_run=true", token=token)
+        assert status == 200 and report["dry_run"] is True and report["status"] == "ok", report
+        assert report["seen"] > 1000
+
+        wrong = http(server, "POST", "/api/v1/auth/login", {"login": "user00001", "password": "nope"})
+        disabled = http(
+            server, "POST", "/api/v1/auth/login", {"login": "user00005", "password": USER_PASSWORD}
+        )
+        assert wrong[0] == disabled[0] == 401 and wrong[1] == disabled[1]
+        status, reply = http(
+            server, "POST", "/api/v1/auth/login", {"login": "user00004", "password": USER_PASSWORD}
+        )
+        assert status == 200, reply
+        status, _ = http(server, "POST", "/api/v1/directory/sync", token=reply["token"])  # an employee
+        assert status == 403
+    finally:
+        server.stop()

@@ -165,6 +165,9 @@ def test_cli_user_added_while_running_registers_and_survives_restart(
             break
         time.sleep(0.3)
     assert code != 0, out[-2000:]
+    # ... and its binding is gone at once (no calls ring a removed user's phone)
+    status, body = http_get(again.http, "/health")
+    assert json.loads(body)["registrations"] == 0, body
 
 
 def test_serve_refuses_a_data_dir_that_is_a_file(tmp_path: Path) -> None:

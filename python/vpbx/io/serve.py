@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import gc
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -33,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpbx.io.calls import CallNode, DialplanWatcher, advertised_host
 from vpbx.io.cdr_writer import CdrWriter, CdrWriterStats
-from vpbx.io.directory_sync import directory_sync_running
+from vpbx.io.directory_sync import DirectorySyncLoop, directory_sync_running, ldap_login
 from vpbx.io.http import api_context, start_http, tls_context
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
@@ -113,6 +115,7 @@ class CredentialWatcher:
         self.db = db
         self.cache = cache
         self.reloads = 0
+        self.on_reload: Callable[[], object] | None = None  # after each reload (drop bindings)
         self._conn: AsyncConnection | None = None
         self._version: Any = None
         self._fingerprint: Fingerprint | None = None
@@ -145,6 +148,8 @@ class CredentialWatcher:
         if self.cache.broken_allowlists:
             log.warning("allowlists_invalid_accounts_locked", accounts=self.cache.broken_allowlists)
         self.reloads += 1
+        if self.on_reload is not None:
+            self.on_reload()
         return True
 
     async def poll(self) -> bool:
@@ -246,6 +251,18 @@ class Server:
         }
 
 
+def drop_vanished_bindings(writer: RegistrationWriter, cache: CredentialCache) -> int:
+    """Forget the bindings of accounts that are gone or disabled (user removed with the CLI,
+    person disabled by the directory sync): their phones stop receiving calls at once rather
+    than when the registration would have expired. Returns how many AORs were dropped."""
+    gone = [aor for aor in writer.aors() if cache.lookup(aor, "MD5") is None]
+    for aor in gone:
+        writer.remove_all(aor)
+    if gone:
+        log.info("registrations_dropped", aors=len(gone), reason="account gone or disabled")
+    return len(gone)
+
+
 def build_registrar(
     settings: ServeSettings, cache: CredentialCache, writer: RegistrationWriter
 ) -> SipService:
@@ -324,7 +341,8 @@ async def serve(
         node = CallNode(settings, advertised_host(settings))
         try:
             calls = _Calls(cdrs=cdrs, node=node, dialplan=dialplan, watcher=dialplan_watcher)
-            async with directory_sync_running(db, directory):
+            async with directory_sync_running(db, directory) as sync_loop:
+                calls.directory, calls.sync_loop = directory, sync_loop
                 await _serve(settings, stop, db, cache, watcher, writer, calls, on_ready)
         finally:
             node.close()
@@ -340,6 +358,10 @@ async def serve(
         await db.close()
 
 
+SyncSeam = Callable[[bool], Awaitable[Mapping[str, Any]]]  # dry_run -> the run's report
+LoginSeam = Callable[[str, str], str | None]  # (login, password) -> directory id (blocking)
+
+
 class _Calls:
     """The call pieces `serve` makes before the SIP side exists."""
 
@@ -350,6 +372,21 @@ class _Calls:
         self.node = node
         self.dialplan = dialplan
         self.watcher = watcher
+        self.directory: DirectorySettings | None = None  # [directory], when configured
+        self.sync_loop: DirectorySyncLoop | None = None  # its periodic sync, when running
+
+    def directory_seams(self) -> tuple[SyncSeam | None, LoginSeam | None]:
+        """What the API's POST /directory/sync and directory logins call (None, None
+        without a [directory] table)."""
+        directory, sync_loop = self.directory, self.sync_loop
+        if directory is None or sync_loop is None:
+            return None, None
+        loop = sync_loop
+
+        async def sync(dry_run: bool) -> Mapping[str, Any]:
+            return dataclasses.asdict(await loop.run_once(dry_run=dry_run))
+
+        return sync, functools.partial(ldap_login, directory)
 
 
 async def _serve(  # noqa: PLR0917
@@ -364,6 +401,9 @@ async def _serve(  # noqa: PLR0917
 ) -> None:
     service = build_registrar(settings, cache, writer)
     server = Server(settings, service, cache, writer, cdrs=calls.cdrs, node=calls.node)
+    sync, directory_login = calls.directory_seams()
+    if calls.sync_loop is not None:
+        server.metrics.add_directory(calls.sync_loop)
     transport = SipTransport(TransactionLayer(), service.on_action, guard=service.registrar.guard)
     service.responder = transport
     service.sender = transport
@@ -388,10 +428,14 @@ async def _serve(  # noqa: PLR0917
             *settings.http_address,
             metrics=server.metrics.exposition,
             health=server.health,
-            api=api_context(settings, db, sip_address=server.sip_address),
+            api=api_context(
+                settings, db, sip_address=server.sip_address, sync=sync, directory_login=directory_login
+            ),
             ssl_context=tls_context(settings.http_tls_cert, settings.http_tls_key),
         )
         server.http_address = http.address
+        watcher.on_reload = functools.partial(drop_vanished_bindings, writer, cache)
+        drop_vanished_bindings(writer, cache)  # accounts removed while the server was down
         reload_task = asyncio.get_running_loop().create_task(
             watcher.run(settings.reload_interval_s), name="vpbx-credential-watcher"
         )
@@ -458,14 +502,24 @@ def _hints(accounts: list[tuple[str, str]], numbers: list[tuple[str, str]]) -> C
 
 
 async def _main(
-    settings: ServeSettings, accounts: list[tuple[str, str]], numbers: list[tuple[str, str]]
+    settings: ServeSettings,
+    accounts: list[tuple[str, str]],
+    numbers: list[tuple[str, str]],
+    directory: DirectorySettings | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await serve(settings, stop, accounts=accounts, numbers=numbers, on_ready=_hints(accounts, numbers))
+        await serve(
+            settings,
+            stop,
+            accounts=accounts,
+            numbers=numbers,
+            on_ready=_hints(accounts, numbers),
+            directory=directory,
+        )
     except StoreError as e:
         log.error("serve_failed", reason=str(e))
         print(f"vpbx: error: {e}", file=sys.stderr, flush=True)
@@ -490,10 +544,16 @@ def tune_gc() -> None:
 
 
 def run(
-    settings: ServeSettings, accounts: list[tuple[str, str]], numbers: list[tuple[str, str]] | None = None
+    settings: ServeSettings,
+    accounts: list[tuple[str, str]],
+    numbers: list[tuple[str, str]] | None = None,
+    *,
+    directory: DirectorySettings | None = None,
 ) -> int:
-    """Runs `vpbx serve` on uvloop until SIGINT/SIGTERM; returns the process exit code."""
+    """Runs `vpbx serve` on uvloop until SIGINT/SIGTERM; returns the process exit code.
+    `directory`: the [directory] table when one is configured (periodic LDAP sync, API
+    sync and directory logins)."""
     configure_logging(settings.log_level)
     tune_gc()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_main(settings, accounts, numbers or []))
+        return runner.run(_main(settings, accounts, numbers or [], directory))
