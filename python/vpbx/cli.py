@@ -266,6 +266,15 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
     sip_listen: Annotated[str | None, typer.Option(help="SIP over UDP and TCP, HOST:PORT.")] = None,
     http_listen: Annotated[str | None, typer.Option(help="/metrics and /health, HOST:PORT.")] = None,
     realm: Annotated[str | None, typer.Option(help="Digest realm (the SIP domain).")] = None,
+    sip_tls_listen: Annotated[
+        str | None, typer.Option(help="SIP over TLS, HOST:PORT (needs --sip-tls-cert, --sip-tls-key).")
+    ] = None,
+    sip_tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate (chain) for SIP over TLS.", dir_okay=False)
+    ] = None,
+    sip_tls_key: Annotated[
+        Path | None, typer.Option(help="PEM private key of --sip-tls-cert.", dir_okay=False)
+    ] = None,
     md5_only: Annotated[
         bool | None, typer.Option("--md5-only", help="Offer only MD5 digest (old phones, SIPp).")
     ] = None,
@@ -303,6 +312,9 @@ def serve(  # noqa: PLR0917 (one parameter per flag)
         md5_only=md5_only,
         trusted=trusted or None,
         log_level=log_level,
+        sip_tls_listen=sip_tls_listen,
+        sip_tls_cert=sip_tls_cert,
+        sip_tls_key=sip_tls_key,
     )
     directory = settings.directory if settings.directory.enabled else None
     raise typer.Exit(run(settings.serve, accounts, numbers, directory=directory))

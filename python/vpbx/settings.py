@@ -287,6 +287,13 @@ class ServeSettings(BaseModel):
         default=300.0, gt=0, description="First ban of a source; each further ban lasts twice as long."
     )
     max_ban_time_s: float = Field(default=86400.0, gt=0, description="Longest ban (escalation stops here).")
+    # -- SIP over TLS (RFC 3261 §26.2.1), besides UDP and TCP on sip_listen
+    sip_tls_listen: str | None = Field(
+        default=None,
+        description="SIP over TLS, HOST:PORT (usually 5061); needs sip_tls_cert, sip_tls_key.",
+    )
+    sip_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) for SIP over TLS.")
+    sip_tls_key: Path | None = Field(default=None, description="PEM private key of sip_tls_cert.")
 
     @field_validator("trusted", mode="before")
     @classmethod
@@ -303,9 +310,11 @@ class ServeSettings(BaseModel):
                 raise ValueError(f"{text!r} is not a CIDR") from None
         return v
 
-    @field_validator("sip_listen", "http_listen")
+    @field_validator("sip_listen", "http_listen", "sip_tls_listen")
     @classmethod
-    def _host_port(cls, v: str) -> str:
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         parse_host_port(v, any_port=True)
         return v.strip()
 
@@ -318,7 +327,9 @@ class ServeSettings(BaseModel):
     def _tls_pair(self) -> ServeSettings:
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
             raise ValueError("http_tls_cert and http_tls_key go together: set both or neither")
-        for path in (self.http_tls_cert, self.http_tls_key):
+        if self.sip_tls_listen is not None and (self.sip_tls_cert is None or self.sip_tls_key is None):
+            raise ValueError("sip_tls_listen needs sip_tls_cert and sip_tls_key")
+        for path in (self.http_tls_cert, self.http_tls_key, self.sip_tls_cert, self.sip_tls_key):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} is not a file")
         return self

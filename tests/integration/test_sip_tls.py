@@ -5,12 +5,16 @@ gets no service and the listener keeps serving others. Certificates are made by 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import ssl
 import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from vpbx_server import VpbxServer, vpbx_env
 
 from vpbx.io.sip_transport import SipTransport
 from vpbx.sip import DigestClient, Request, Response, TransactionLayer, new_branch, parse_message
@@ -100,3 +104,63 @@ def test_register_over_tls_and_untrusting_client_refused(tmp_path: Path) -> None
     assert statuses == [401, 200]
     assert transports == "TLS"
     assert refused
+
+
+def test_vpbx_serve_takes_registrations_over_tls(tmp_path: Path) -> None:
+    """`vpbx serve --sip-tls-listen` with a certificate: a phone registers over TLS with the
+    account made by `--user`, and /health names the TLS address."""
+    cert, key = make_certificate(tmp_path)
+    args = ["--data-dir", str(tmp_path / "data"), "serve", "--sip-listen", "127.0.0.1:0"]
+    args += ["--http-listen", "127.0.0.1:0", "--realm", REALM, "--user", "1001:s3cret"]
+    args += ["--sip-tls-listen", "127.0.0.1:0", "--sip-tls-cert", str(cert), "--sip-tls-key", str(key)]
+    server = VpbxServer(args).start()
+    try:
+        assert server.sip_tls is not None, server.output
+
+        async def phone() -> list[int]:
+            assert server.sip_tls is not None
+            context = ssl.create_default_context(cafile=str(cert))
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(*server.sip_tls, ssl=context), 5.0
+            )
+            local = writer.get_extra_info("sockname")[:2]
+            writer.write(register(local, 1).to_bytes())
+            challenge = await read_response(reader)
+            digest = DigestClient("1001", "s3cret")
+            assert digest.on_challenge(challenge)
+            second = register(local, 2)
+            digest.authorize(second)
+            writer.write(second.to_bytes())
+            ok = await read_response(reader)
+            writer.close()
+            return [challenge.status, ok.status]
+
+        assert asyncio.run(phone()) == [401, 200]
+        assert server.http is not None
+        with urllib.request.urlopen(f"http://{server.http[0]}:{server.http[1]}/health", timeout=5) as r:
+            health = json.loads(r.read())
+        assert health["sip_tls"] == "{}:{}".format(*server.sip_tls)
+        assert health["registrations"] == 1
+    finally:
+        server.stop()
+
+
+def test_tls_listen_without_certificate_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vpbx",
+            "--data-dir",
+            str(tmp_path),
+            "serve",
+            "--sip-tls-listen",
+            "127.0.0.1:0",
+        ],
+        env=vpbx_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "sip_tls_listen needs sip_tls_cert and sip_tls_key" in result.stderr

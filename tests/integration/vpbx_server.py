@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 READY = re.compile(r"listening on udp\+tcp ([\d.]+):(\d+).*?(?:HTTP on ([\d.]+):(\d+))?$")
+TLS_READY = re.compile(r"listening on udp\+tcp [\d.]+:\d+, tls ([\d.]+):(\d+)")
 
 
 def sipp_binary() -> str:
@@ -43,6 +44,7 @@ class VpbxServer:
         self.output: list[str] = []
         self.sip: tuple[str, int] = ("", 0)
         self.http: tuple[str, int] | None = None
+        self.sip_tls: tuple[str, int] | None = None
 
     def start(self) -> VpbxServer:
         cmd = [sys.executable, "-m", "vpbx", *self.args]
@@ -65,6 +67,9 @@ class VpbxServer:
             m = READY.search(line.rstrip())
             if m is not None:
                 self.sip = (m.group(1), int(m.group(2)))
+                tls = TLS_READY.search(line)
+                if tls is not None:
+                    self.sip_tls = (tls.group(1), int(tls.group(2)))
                 if m.group(3) is not None:
                     self.http = (m.group(3), int(m.group(4)))
                 return self

@@ -45,7 +45,7 @@ from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
 from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
 from vpbx.security import GuardStats, SourceGuard, guard_config
-from vpbx.settings import DirectorySettings, ServeSettings
+from vpbx.settings import DirectorySettings, ServeSettings, parse_host_port
 from vpbx.sip import DigestAuthenticator, TransactionLayer
 from vpbx.sip.digest import BASE_ALGORITHMS
 from vpbx.sip_service import SipService
@@ -198,6 +198,7 @@ class Server:
         self.node = node
         self.b2bua: B2bua | None = None
         self.sip_address: tuple[str, int] = ("", 0)
+        self.sip_tls_address: tuple[str, int] | None = None  # SIP over TLS, when configured
         self.http_address: tuple[str, int] = ("", 0)
         self.metrics = Metrics()
         self.metrics.add_sip(self)
@@ -237,6 +238,7 @@ class Server:
         return {
             "status": "ok",
             "sip": f"udp+tcp {self.sip_address[0]}:{self.sip_address[1]}",
+            "sip_tls": None if self.sip_tls_address is None else "{}:{}".format(*self.sip_tls_address),
             "realm": self.settings.realm,
             "accounts": self.cache.accounts(),
             "registrations": self.registrations(),
@@ -412,6 +414,10 @@ async def _serve(  # noqa: PLR0917
     dialplan_task: asyncio.Task[None] | None = None
     try:
         server.sip_address = await transport.listen(*settings.sip_address)
+        sip_tls = tls_context(settings.sip_tls_cert, settings.sip_tls_key)
+        if settings.sip_tls_listen is not None and sip_tls is not None:
+            tls_host, tls_port = parse_host_port(settings.sip_tls_listen, any_port=True)
+            server.sip_tls_address = await transport.listen_tls(tls_host, tls_port, sip_tls)
         b2bua = build_b2bua(settings, service, calls, server)
         server.b2bua = b2bua
         calls.node.watch()
@@ -468,9 +474,10 @@ async def _serve(  # noqa: PLR0917
 
 
 def _ready_line(server: Server) -> None:
-    sip, http = server.sip_address, server.http_address
+    sip, http, tls = server.sip_address, server.http_address, server.sip_tls_address
+    also = "" if tls is None else f", tls {tls[0]}:{tls[1]}"
     print(
-        f"vpbx: SIP listening on udp+tcp {sip[0]}:{sip[1]} realm={server.settings.realm}; "
+        f"vpbx: SIP listening on udp+tcp {sip[0]}:{sip[1]}{also} realm={server.settings.realm}; "
         f"HTTP on {http[0]}:{http[1]}",
         flush=True,
     )
