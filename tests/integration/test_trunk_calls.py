@@ -269,3 +269,44 @@ def test_international_call_without_permission_is_403_and_the_provider_hears_not
             pytest.fail(f"the provider got {data[:200]!r}")
     ((direction, disposition, _from, to_number, _billsec),) = pbx.cdrs_after(before_cdr)
     assert (direction, disposition, to_number) == ("outbound", "rejected", "0049301234567")
+
+
+def options_answered(pbx: Pbx, source: str, count: int) -> int:
+    """Send `count` OPTIONS from `source` within a second; how many were answered (3 s)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((source, 0))
+        port = sock.getsockname()[1]
+        for n in range(count):
+            if n % 20 == 0:
+                time.sleep(0.05)  # 400/s: far over the rate, gentle on the socket buffers
+            sock.sendto(
+                (
+                    f"OPTIONS sip:{pbx.target} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {source}:{port};branch=z9hG4bKflood{n}\r\n"
+                    f"From: <sip:probe@{source}>;tag=f{n}\r\nTo: <sip:{pbx.target}>\r\n"
+                    f"Call-ID: flood{n}@{source}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode(),
+                pbx.proc.sip,
+            )
+        answered = set()
+        deadline = time.monotonic() + 3
+        sock.settimeout(0.5)
+        while len(answered) < count and time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            m = re.search(rb"Call-ID: (flood\d+)", data)
+            if m is not None:
+                answered.add(m.group(1))
+        return len(answered)
+
+
+def test_the_provider_address_is_not_rate_limited_but_others_still_are(pbx: Pbx) -> None:
+    """300 requests in under a second: over the guard's limit (burst 120, then 30/s) for any
+    one source, but the trunk's host is the provider (many calls from one address); the
+    config trusts nobody."""
+    assert options_answered(pbx, PROVIDER, 300) == 300
+    assert options_answered(pbx, "127.0.0.4", 300) < 200

@@ -180,11 +180,13 @@ def test_international_without_permission_is_403_and_nothing_is_sent() -> None:
     assert str(leg.request.uri).startswith("sip:0049301234567@")
 
 
-def test_no_trunk_takes_the_number_404_not_a_number_484() -> None:
+def test_no_trunk_takes_the_number_404_nothing_left_after_stripping_484() -> None:
     rig, calls = rig_with(PROV)
     _a, key = rig.authed_invite_to("+4930123")
     assert final(rig.port, key).status == 404
-    assert calls.outbound("12ab") == Refused(484, "not a number: '12ab'")
+    assert calls.outbound("alice") is None  # an unknown user: 404, not "incomplete"
+    short = TrunkCalls(lambda: [replace(PROV, strip_digits=12)])
+    assert isinstance(refused := short.outbound("+7495123"), Refused) and refused.status == 484
     assert TrunkCalls(list).outbound("+74951234567") is None  # no trunks: an unknown number
 
 

@@ -8,8 +8,9 @@ vpbx.pbx.trunk_routing.
 
 Outbound: a dialled number no extension or company number claims goes by the trunks'
 prefix rules (`route_outbound`): the longest prefix wins; a refusal is the caller's answer
-(403 international not allowed on that trunk, 404 no trunk, 484 not a number), and nothing
-is sent to any provider. The B leg (`targets`) is INVITE sip:NUMBER@host:port with
+(403 international not allowed on that trunk, 404 no trunk, 484 nothing left after the
+trunk's strip rule), and nothing is sent to any provider; what is no number at all
+("alice") stays a plain 404. The B leg (`targets`) is INVITE sip:NUMBER@host:port with
 From <sip:from_user@from_domain> (the trunk's from_user, default its username; from_domain,
 default its host: the identity the provider authenticates and bills), To the same number at
 the provider, a P-Asserted-Identity with the trunk's caller_id when set (RFC 3325 §9.1;
@@ -27,7 +28,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from vpbx.pbx.calls.routing import FromTrunk, Refused, Route, Target
-from vpbx.pbx.trunk_routing import OutboundRoute, RouteRefused, match_inbound, route_outbound
+from vpbx.pbx.trunk_routing import (
+    OutboundRoute,
+    RouteRefused,
+    match_inbound,
+    normalize_dialled,
+    route_outbound,
+)
 from vpbx.sip.message import Request
 from vpbx.store.trunks import TrunkSpec
 
@@ -71,8 +78,8 @@ class TrunkCalls:
         """The Dialplan's outbound hook: a "trunk" route, a refusal, or None (no trunks at all:
         the plain 404 of an unknown number)."""
         trunks = self.trunks()
-        if not trunks:
-            return None
+        if not trunks or normalize_dialled(dialled) is None:
+            return None  # "alice" is an unknown user, not an incomplete number
         found = route_outbound(dialled, trunks)
         if isinstance(found, RouteRefused):
             return Refused(found.code, found.reason)
