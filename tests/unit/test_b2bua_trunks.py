@@ -301,3 +301,28 @@ def test_provider_addresses_are_exempt_from_limits_and_bans_but_not_trusted() ->
     assert guard.record_auth_failure(stranger, now) and guard.is_banned(stranger, now)
     guard.set_providers([])  # the trunk removed: limits apply again
     assert [guard.allow_request(PROVIDER, now + 10) for _ in range(3)] == [True, True, False]
+
+
+def test_an_extension_transfers_a_call_out_over_the_trunk_through_its_407() -> None:
+    rig, _calls = rig_with(PROV)
+    rig.register("1002", "10.0.0.2")
+    _a, key = rig.authed_invite_to("1002")
+    (leg,) = [s for s in rig.port.sent("INVITE") if s.dest == ("10.0.0.2", 5060)]
+    respond(leg, 200, body=ANSWER)
+    assert final(rig.port, key).status == 200
+    refer = rig.in_dialog(
+        "REFER",
+        leg.request.call_id,
+        to_tag=leg.request.from_.tag or "",
+        from_tag="prov1",
+        seq=8,
+        extra=[("Refer-To", f"<sip:+74951234567@{REALM}>")],
+    )
+    assert final(rig.port, refer).status == 202  # the callee (an extension) may send it out
+    (out,) = [s for s in rig.port.sent("INVITE") if s.dest == (PROVIDER, 5070)]
+    assert str(out.request.from_.uri) == f"sip:7001@{PROVIDER}"
+    Provider().challenge(out, rig.clock.now)
+    retry = [s for s in rig.port.sent("INVITE") if s.dest == (PROVIDER, 5070)]
+    assert len(retry) == 2 and Provider().accepts(retry[1].request, rig.clock.now)
+    respond(retry[1], 200, body=ANSWER)
+    assert rig.port.sent("NOTIFY")[-1].request.body.startswith(b"SIP/2.0 200")
