@@ -505,6 +505,9 @@ def test_trunk_routes_go_through_the_trunk_resolver_seam() -> None:
                 Target(uri, ("198.51.100.7", 5060), "UDP", from_user="+74951234567", from_host="pbx.example")
             ]
 
+        def from_trunk(self, request: Request, source_ip: str) -> None:
+            return None  # no INVITE comes from this trunk
+
     rig = Rig(trusted=False)
     rig.b2bua.dialplan.outbound = lambda user: Route("trunk", "main", user) if user.startswith("00") else None
     _a, key = rig.authed_invite_to("0049301234567")

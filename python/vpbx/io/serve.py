@@ -44,6 +44,7 @@ from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
 from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
+from vpbx.pbx.trunk_calls import TrunkCalls
 from vpbx.security import GuardStats, SourceGuard, guard_config
 from vpbx.settings import DirectorySettings, ServeSettings, parse_host_port
 from vpbx.sip import DigestAuthenticator, TransactionLayer
@@ -426,6 +427,9 @@ async def _serve(  # noqa: PLR0917
             db, transport, service, listen=server.sip_address, reload_interval_s=settings.reload_interval_s
         )
         server.metrics.add_trunks(server.trunks)
+        trunk_calls = TrunkCalls(server.trunks.trunks, server.trunks.host_addresses)
+        b2bua.trunks = trunk_calls  # outbound legs, inbound INVITEs from providers
+        calls.dialplan.outbound = trunk_calls.outbound
         transport.every(CALL_TIMER_S, b2bua.on_timer)
         dialplan_task = asyncio.get_running_loop().create_task(
             calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"

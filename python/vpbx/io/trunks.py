@@ -19,13 +19,16 @@ vpbx.pbx.TrunkRegistration per registering trunk over the server's SIP transport
 
 The B2BUA seam: `trunks()` gives the enabled trunks (vpbx.store.trunks.Trunk) for
 vpbx.pbx.trunk_routing.route_outbound / match_inbound, `host_addresses()` the resolved
-addresses of their hosts for match_inbound.
+addresses of their hosts for match_inbound (a trunk that does not register is resolved
+when loaded). Those addresses and the trunks' inbound CIDRs are the source guard's
+providers (SourceGuard.set_providers): never rate-limited nor banned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -111,6 +114,7 @@ class TrunkManager:
         self.retiring: list[_Entry] = []
         self.config: dict[str, Trunk] = {}  # every trunk in the store, by name
         self.failures: dict[str, int] = {}  # registration failures by trunk name (kept after removal)
+        self.resolved: dict[str, list[str]] = {}  # addresses of enabled trunks that do not register
         self.reloads = 0
         self._conn: AsyncConnection | None = None
         self._version: Any = None
@@ -188,6 +192,32 @@ class TrunkManager:
         for name, trunk in wanted.items():
             if name not in self.entries:
                 await self._add(trunk, loop.time())
+        resolved: dict[str, list[str]] = {}
+        for trunk in rows:
+            if trunk.enabled and trunk.name not in wanted:
+                try:
+                    resolved[trunk.name] = await self._resolve(trunk)
+                except OSError:
+                    resolved[trunk.name] = []
+        self.resolved = resolved
+        self._update_guard()
+
+    def provider_networks(self) -> list[str]:
+        """The enabled trunks' inbound CIDRs and host addresses (what parses as a network)."""
+        out: list[str] = []
+        candidates = [c for t in self.trunks() for c in t.inbound_cidrs]
+        candidates += [a for addresses in self.host_addresses().values() for a in addresses]
+        for text in candidates:
+            try:
+                out.append(str(ipaddress.ip_network(text.split("%", 1)[0], strict=False)))
+            except ValueError:
+                continue
+        return list(dict.fromkeys(out))
+
+    def _update_guard(self) -> None:
+        guard = self.service.registrar.guard
+        if guard is not None:
+            guard.set_providers(self.provider_networks())
 
     async def _resolve(self, trunk: Trunk) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -246,6 +276,7 @@ class TrunkManager:
             )
             return
         entry.dest = (entry.addresses[0], entry.trunk.port)
+        self._update_guard()
         self._send(entry, request)
 
     def _now(self) -> float:
@@ -314,7 +345,8 @@ class TrunkManager:
         return [t for t in self.config.values() if t.enabled]
 
     def host_addresses(self) -> dict[str, list[str]]:
-        return {name: list(e.addresses) for name, e in self.entries.items()}
+        registering = {name: list(e.addresses) for name, e in self.entries.items()}
+        return {name: list(a) for name, a in self.resolved.items()} | registering
 
     def statuses(self) -> list[TrunkStatus]:
         out = []

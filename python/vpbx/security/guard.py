@@ -2,6 +2,10 @@
 failed-authentication counting with escalating temporary bans, and trusted networks
 that are never limited or banned.
 
+Trunk providers (`set_providers`, kept up to date by the trunk manager from the trunks'
+hosts and inbound CIDRs) are exempt from rate limits and bans like trusted networks, and
+only that: `is_trusted` (a source the B2BUA does not challenge) stays the configured list.
+
     guard = SourceGuard(GuardConfig(trusted=("203.0.113.0/24",)))
     if not guard.allow_request(src_ip, now):       # before parsing: drop silently
         return
@@ -22,6 +26,7 @@ useful (RFC 3261 §26.1.5 on denial of service); the guard only decides.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -119,6 +124,7 @@ class SourceGuard:
         "auth_failures_total",
         "bans_total",
         "config",
+        "providers",
         "requests_banned_total",
         "requests_limited_total",
         "sources_evicted_total",
@@ -128,6 +134,7 @@ class SourceGuard:
     def __init__(self, config: GuardConfig | None = None) -> None:
         self.config = GuardConfig() if config is None else config
         self.trusted = CidrSet(self.config.trusted)
+        self.providers = CidrSet()
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._records: OrderedDict[str, _Record] = OrderedDict()
         self._bans: OrderedDict[str, float] = OrderedDict()  # key -> banned until
@@ -147,12 +154,20 @@ class SourceGuard:
     def is_trusted(self, ip: str) -> bool:
         return bool(self.trusted) and self.trusted.contains(ip)
 
+    def set_providers(self, networks: Iterable[str]) -> None:
+        """The trunk providers' addresses/CIDRs (module doc); ValueError for a bad entry."""
+        self.providers = CidrSet(networks)
+
+    def is_exempt(self, ip: str) -> bool:
+        """Never rate-limited (unless limit_trusted) nor banned: trusted or a provider."""
+        return self.is_trusted(ip) or (bool(self.providers) and self.providers.contains(ip))
+
     def is_banned(self, ip: str, now: float) -> bool:
         return self.ban_remaining(ip, now) > 0
 
     def ban_remaining(self, ip: str, now: float) -> float:
         """Seconds left on the source's ban, 0 when not banned."""
-        if self.is_trusted(ip):
+        if self.is_exempt(ip):
             return 0.0
         until = self._bans.get(self.key(ip))
         return 0.0 if until is None else max(until - now, 0.0)
@@ -162,7 +177,7 @@ class SourceGuard:
     def allow_request(self, ip: str, now: float) -> bool:
         """True: handle the request. False: drop it (banned, or over its rate)."""
         self._now = now
-        if self.trusted and self.trusted.contains(ip):
+        if (self.trusted and self.trusted.contains(ip)) or (self.providers and self.providers.contains(ip)):
             return not self.config.limit_trusted or self._take(self.key(ip), now, may_ban=False)
         key = source_key(ip, self.config.ipv6_prefix)
         bans = self._bans
@@ -213,7 +228,7 @@ class SourceGuard:
         Trusted sources are counted but never banned."""
         self._now = now
         self.auth_failures_total += 1
-        if self.is_trusted(ip):
+        if self.is_exempt(ip):
             return False
         key = self.key(ip)
         record = self._record(key)
@@ -243,7 +258,7 @@ class SourceGuard:
     def ban(self, ip: str, now: float, seconds: float | None = None) -> float:
         """Ban a source by hand (operator, API). Returns the ban's length; 0 for a
         trusted source, which is never banned."""
-        if self.is_trusted(ip):
+        if self.is_exempt(ip):
             return 0.0
         return self._ban(self.key(ip), now, None, seconds)
 

@@ -4,7 +4,7 @@ media anchored on the engine (see b2bua.py)."""
 from .b2bua import B2bua
 from .media import DEFAULT_TRANSCODE, MediaControl, MediaError, NgMediaControl
 from .model import ALLOW, B2buaConfig, Call, CallPhase, CallStats, Leg, SipPort, best_status
-from .routing import Dialplan, DialplanSnapshot, NumberEntry, Route, Target, TrunkResolver
+from .routing import Dialplan, DialplanSnapshot, FromTrunk, NumberEntry, Refused, Route, Target, TrunkResolver
 
 __all__ = [
     "ALLOW",
@@ -16,11 +16,13 @@ __all__ = [
     "CallStats",
     "Dialplan",
     "DialplanSnapshot",
+    "FromTrunk",
     "Leg",
     "MediaControl",
     "MediaError",
     "NgMediaControl",
     "NumberEntry",
+    "Refused",
     "Route",
     "SipPort",
     "Target",

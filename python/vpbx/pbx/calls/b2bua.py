@@ -20,7 +20,9 @@ response of the forks (6xx first, then 486, else the first). A CANCEL from A is 
 
 Trunks: a route of kind "trunk" (a number targeting a trunk, or the Dialplan's `outbound`
 prefix rules) dials the `Target`s the `trunks` resolver (vpbx.pbx.calls.routing.TrunkResolver,
-the trunk module's seam) gives, with their caller-ID; without one the caller gets 503.
+the trunk module's seam) gives, with their caller-ID; without one the caller gets 503. A
+provider's 401/407 is answered with the trunk's credentials (challenge.py). An INVITE from a
+trunk's address is not challenged and reaches only company numbers (Dialplan.route_did).
 
 Limits: numbers.max_calls per number and sip_accounts.max_calls per calling account;
 over either the caller gets 486 Busy Here (the callee side is busy, so a trunk may
@@ -36,6 +38,7 @@ from vpbx.logs import get_logger
 from vpbx.pbx.location import LocationStore
 from vpbx.security import AccountAllowlists, SourceGuard
 from vpbx.sip.auth import DigestAuthenticator, LookupHa1
+from vpbx.sip.auth_client import DigestClient
 from vpbx.sip.dialog import Dialog, DialogError
 from vpbx.sip.errors import SipParseError
 from vpbx.sip.headers import Headers
@@ -47,6 +50,7 @@ from vpbx.sip.transaction_match import Dest, TransactionKey, build_cancel
 from vpbx.sip.uri import SipUri, parse_uri
 from vpbx.store.cdrs import Cdr
 
+from .challenge import answer_challenge
 from .indialog import InDialog
 from .media import MediaControl, MediaError
 from .model import (
@@ -64,7 +68,7 @@ from .model import (
     ignore,
     sip_user,
 )
-from .routing import Dialplan, Route, Target, TrunkResolver
+from .routing import Dialplan, Refused, Route, Target, TrunkResolver
 from .transfer import Transfers
 
 __all__ = ["B2bua", "B2buaConfig", "best_status"]
@@ -152,7 +156,8 @@ class B2bua:
         if key in self.calls:
             return  # a retransmission the layer let through (none expected)
         caller: str | None = None
-        trusted = self.guard is not None and self.guard.is_trusted(source[0])
+        trunk = None if self.trunks is None else self.trunks.from_trunk(request, source[0])
+        trusted = trunk is not None or (self.guard is not None and self.guard.is_trusted(source[0]))
         if not trusted:
             caller = self._authenticate(request, key, source, now)
             if caller is None:
@@ -166,9 +171,10 @@ class B2bua:
         mf = request.max_forwards
         if mf is not None and mf <= 0:
             return self._refuse(request, key, 483, direction)  # §16.3 step 3 (a loop)
-        route = self.dialplan.route(dialled)
-        if route is None:
-            return self._refuse(request, key, 404, direction)
+        route = self.dialplan.route(dialled) if trunk is None else self.dialplan.route_did(trunk.did)
+        if route is None or isinstance(route, Refused):
+            status = 404 if route is None else route.status
+            return self._refuse(request, key, status, direction if route is None else "outbound")
         if route.kind == "trunk":
             direction = "outbound"
         if len(self.calls) >= self.config.max_calls:
@@ -329,13 +335,17 @@ class B2bua:
                 ("Contact", self.contact(transport)),
                 ("Allow", ", ".join(ALLOW)),
                 ("Content-Type", "application/sdp"),
+                *target.headers,
             ]
         )
         request = Request("INVITE", uri, headers, offer)
         leg = Leg(request, None, target.dest, transport)
+        if target.auth is not None:
+            leg.auth = DigestClient(*target.auth)
         legs.append(leg)
         handler = on_event or self._on_leg
-        leg.key = self.port.request(request, leg.dest, transport, lambda e: handler(call, leg, e))
+        leg.on_event = lambda e: handler(call, leg, e)
+        leg.key = self.port.request(request, leg.dest, transport, leg.on_event)
         if leg.key is None:
             leg.final = True
             legs.remove(leg)
@@ -366,8 +376,11 @@ class B2bua:
         elif status < 300:
             self._leg_success(call, leg, response)
         elif not leg.final:
+            failed = answer_challenge(self.port, leg, response) if status in (401, 407) else status
+            if failed is None:
+                return  # sent again with the trunk's credentials (§22.2)
             leg.final = True
-            leg.status = status
+            leg.status = failed
             self._after_failure(call)
 
     def _leg_provisional(self, call: Call, leg: Leg, response: Response) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Literal, Protocol
 
+from vpbx.sip.auth_client import DigestClient
 from vpbx.sip.dialog import Dialog
 from vpbx.sip.message import Request, Response
 from vpbx.sip.transaction_actions import Deliver, Timeout, TransportError
@@ -101,6 +102,8 @@ class Leg:
     dialog: Dialog | None = None
     final: bool = False  # a final response or a timeout ended its INVITE
     cancelled: bool = False
+    auth: DigestClient | None = None  # answers the far end's 401/407 (a trunk's credentials)
+    on_event: ClientHandler | None = None  # the handler of its transaction (kept for the retry)
 
 
 @dataclass(slots=True)

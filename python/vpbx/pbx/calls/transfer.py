@@ -25,8 +25,10 @@ from vpbx.sip.transaction_actions import Deliver, Timeout, TransportError
 from vpbx.sip.transaction_match import TransactionKey
 from vpbx.sip.uri import SipUri
 
+from .challenge import answer_challenge
 from .media import MediaError
 from .model import Call, CallPhase, Leg, Party, Side, Transfer, best_status, ignore
+from .routing import Refused
 
 if TYPE_CHECKING:
     from .b2bua import B2bua
@@ -69,6 +71,12 @@ class Transfers:
         self.notify(call, side, 100, final=False)
         now = b.clock()
         route = b.dialplan.route(user)
+        # Only an extension's side may send a call out over a trunk (no toll fraud by a
+        # provider or trusted peer REFERring us to a paid number).
+        by_extension = call.caller is not None if side == "a" else call.route.kind == "extension"
+        if isinstance(route, Refused) or (route is not None and route.kind == "trunk" and not by_extension):
+            self.notify(call, side, route.status if isinstance(route, Refused) else 403, final=True)
+            return
         targets = [] if route is None else b.targets(route, now)
         if route is None or not targets:
             self.notify(call, side, 404 if route is None else 480, final=True)
@@ -140,7 +148,10 @@ class Transfers:
                 except (SipParseError, DialogError):
                     return
                 return
-            status = response.status
+            failed = answer_challenge(self.b.port, leg, response) if response.status in (401, 407) else None
+            if response.status in (401, 407) and failed is None:
+                return  # sent again with credentials (a trunk's provider, §22.2)
+            status = failed or response.status
         else:
             status = 408
         if leg.final:
