@@ -22,9 +22,13 @@
   keeps relaying). ``blob`` (file bytes in the request) is refused: write the file on the node.
 - play DTMF: rtpengine's party is the one *generating* the key: the digit goes to the other
   party, as RFC 4733 events when that party negotiated telephone-event, else as in-band tones.
-Known limits, all of the engine: a party's legs stay allocated until its whole call is
-deleted; latching and strict-source are node-wide settings, not per request; relayed packets
-keep their payload type numbers.
+- latching per request: ``strict source``, ``asymmetric`` and ``media handover`` set the
+  party's leg (``Engine.set_leg_latching``); without ``strict source`` the node default holds.
+- payload types: a relayed pair whose sides number the same codec differently (dynamic opus
+  111 vs 96, telephone-event 101 vs 100) has the numbers rewritten per packet by the engine
+  (``Engine.set_leg_pt_map``), from each leg's receive numbers to the other's send numbers.
+
+Known limit, of the engine: a party's legs stay allocated until its whole call is deleted.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from vpbx.ng.backend import (
     Endpoint,
     EngineStatistics,
     LegAddress,
+    Latching,
     LegCodecs,
     LegStats,
     MediaSource,
@@ -88,6 +93,8 @@ class _Leg:
     ptime_ms: int = 20
     transcoding: bool = False
     timed_out: bool = False
+    latching: tuple[str, bool] = ("symmetric", False)  # as the engine has it
+    pt_map: dict[int, int] = field(default_factory=dict)  # as the engine has it
 
 
 @dataclass
@@ -133,6 +140,20 @@ def _telephone_event(codecs: LegCodecs | None, clock_rate: int) -> int | None:
         if c.name.lower() == "telephone-event" and c.clock_rate == clock_rate and c.pt is not None:
             return c.pt
     return None
+
+
+def _pt_map(src: LegCodecs | None, dst: LegCodecs | None) -> dict[int, int]:
+    """Payload type rewrite for packets relayed from ``src``'s party to ``dst``'s: each format
+    the source sends (its ``receive`` numbers) to the number the destination expects for the
+    same format (its ``send`` numbers), where they differ."""
+    if src is None or dst is None:
+        return {}
+    out: dict[int, int] = {}
+    for c in src.receive:
+        t = next((t for t in dst.send if t.matches(c)), None)
+        if c.pt is not None and t is not None and t.pt is not None and t.pt != c.pt:
+            out.setdefault(c.pt, t.pt)
+    return out
 
 
 class EngineBackend:
@@ -275,11 +296,16 @@ class EngineBackend:
         media_index: int,
         endpoint: Endpoint,
         *,
-        latching: bool = True,
+        latching: Latching = "symmetric",
         strict_source: bool = False,
     ) -> None:
-        # latching and strict_source are fixed per leg/node in the engine (see module doc)
         call, leg = self._leg(call_id, party, media_index)
+        if leg.latching != (latching, strict_source):
+            with self._engine_errors():
+                self.engine.set_leg_latching(
+                    call.session, leg.leg, strict_source=True if strict_source else None, latching=latching
+                )
+            leg.latching = (latching, strict_source)
         try:
             zero = ipaddress.ip_address(endpoint.address).is_unspecified
         except ValueError:
@@ -340,12 +366,17 @@ class EngineBackend:
             if a is None or b is None:
                 continue
             ca, cb = self._engine_codec(a, tc), self._engine_codec(b, tc)
+            # the engine relays two legs of the same format and ptime even when asked to transcode
+            transcoding = tc and _stream(ca) != _stream(cb)
             with self._engine_errors():
                 self._apply(call.session, a, ca)
                 self._apply(call.session, b, cb)
+                for src, dst in ((a, b), (b, a)):
+                    pt_map = {} if transcoding else _pt_map(src.codecs, dst.codecs)
+                    if pt_map != src.pt_map:
+                        self.engine.set_leg_pt_map(call.session, src.leg, pt_map)
+                        src.pt_map = pt_map
                 self.engine.connect(call.session, a.leg, b.leg)
-            # the engine relays two legs of the same format and ptime even when asked to transcode
-            transcoding = tc and _stream(ca) != _stream(cb)
             for leg in (a, b):
                 main = _main_codec(leg.codecs.send) if leg.codecs is not None else None
                 leg.codec_label = main.encoding if main is not None else None

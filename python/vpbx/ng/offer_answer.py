@@ -95,7 +95,7 @@ def _set_remotes(
         ep = _endpoint(sd, i, opts, m.rtcp_mux)
         if ep is not None and i in party.legs:
             backend.set_remote(
-                call_id, party.pid, i, ep, latching=not opts.asymmetric, strict_source=opts.strict_source
+                call_id, party.pid, i, ep, latching=opts.latching, strict_source=opts.strict_source
             )
 
 
@@ -439,7 +439,7 @@ def _program_engine(
                 offerer.pid,
                 i,
                 ep,
-                latching=not opts.asymmetric,
+                latching=opts.latching,
                 strict_source=opts.strict_source,
             )
         mine = tuple(om.codecs())

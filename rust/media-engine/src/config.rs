@@ -225,6 +225,37 @@ impl LegCodec {
     }
 }
 
+/// How a leg learns where its endpoint really is (rtpengine's `symmetric`,
+/// `asymmetric` and `media handover` flags).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Latching {
+    /// Symmetric RTP (RFC 4961): latch to the source of the endpoint's
+    /// packets; move to a new source only after the latched one has been
+    /// silent for `EngineConfig::relatch_after`.
+    #[default]
+    Symmetric,
+    /// Never latch: media always goes to the SDP address.
+    Asymmetric,
+    /// Like `Symmetric`, but a new (trusted) source takes over at once,
+    /// however recently the old one sent.
+    Handover,
+}
+
+impl FromStr for Latching {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "symmetric" => Ok(Latching::Symmetric),
+            "asymmetric" => Ok(Latching::Asymmetric),
+            "handover" | "media handover" | "media-handover" => Ok(Latching::Handover),
+            _ => Err(Error::Invalid(format!(
+                "latching {s:?}: expected symmetric, asymmetric or handover"
+            ))),
+        }
+    }
+}
+
 /// How to create a leg (one endpoint's media stream) in a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegSpec {
@@ -236,6 +267,8 @@ pub struct LegSpec {
     pub label: Option<String>,
     /// Overrides `EngineConfig::strict_source` for this leg.
     pub strict_source: Option<bool>,
+    /// How the leg latches to its endpoint's address.
+    pub latching: Latching,
     /// RTP clock rate of the stream, for jitter in milliseconds (RFC 3550 A.8).
     pub clock_rate: u32,
     /// Negotiated codec; needed only for transcoding (both connected legs
@@ -250,6 +283,7 @@ impl Default for LegSpec {
             rtcp_mux: false,
             label: None,
             strict_source: None,
+            latching: Latching::Symmetric,
             clock_rate: 8000,
             codec: None,
         }

@@ -40,7 +40,7 @@ mod sys;
 mod types;
 mod worker;
 
-pub use config::{EngineConfig, InterfaceSpec, LegCodec, LegSpec};
+pub use config::{EngineConfig, InterfaceSpec, Latching, LegCodec, LegSpec};
 pub use engine::{Engine, LegInfo};
 pub use error::{Error, Result};
 pub use events::Event;

@@ -12,6 +12,7 @@ use media_engine as me;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -237,6 +238,7 @@ impl Engine {
     #[pyo3(signature = (
         session, *, interface = None, rtcp_mux = false, label = None, strict_source = None,
         codec = None, clock_rate = None, channels = 1, payload_type = None, ptime_ms = 20,
+        latching = "symmetric",
     ))]
     #[allow(clippy::too_many_arguments)]
     fn add_leg<'py>(
@@ -252,8 +254,10 @@ impl Engine {
         channels: i64,
         payload_type: Option<i64>,
         ptime_ms: i64,
+        latching: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
         let sid = session_id(session)?;
+        let latching: me::Latching = latching.parse().map_err(err)?;
         let clock_rate = clock_rate
             .map(|r| int_in::<u32>("clock_rate", r, 1, 1_000_000))
             .transpose()?;
@@ -271,6 +275,7 @@ impl Engine {
             rtcp_mux,
             label,
             strict_source,
+            latching,
             clock_rate: codec
                 .as_ref()
                 .map(|c| c.clock_rate)
@@ -349,6 +354,45 @@ impl Engine {
             e.set_leg_dtmf(sid, lid, dtmf)
         })
         .map_err(err)
+    }
+
+    /// Per-request latching flags: strict source (`None`: engine default)
+    /// and "symmetric" / "asymmetric" / "handover".
+    #[pyo3(signature = (session, leg, *, strict_source = None, latching = "symmetric"))]
+    fn set_leg_latching(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        leg: i64,
+        strict_source: Option<bool>,
+        latching: &str,
+    ) -> PyResult<()> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let latching: me::Latching = latching.parse().map_err(err)?;
+        let e = self.engine()?;
+        py.detach(|| e.set_leg_latching(sid, lid, strict_source, latching))
+            .map_err(err)
+    }
+
+    /// Payload type rewrite `{in_pt: out_pt}` on media relayed from the leg.
+    fn set_leg_pt_map(
+        &self,
+        py: Python<'_>,
+        session: i64,
+        leg: i64,
+        pt_map: HashMap<i64, i64>,
+    ) -> PyResult<()> {
+        let (sid, lid) = (session_id(session)?, leg_id(session, leg)?);
+        let mut pairs = Vec::with_capacity(pt_map.len());
+        for (from, to) in pt_map {
+            pairs.push((
+                int_in::<u8>("payload type", from, 0, 127)?,
+                int_in::<u8>("payload type", to, 0, 127)?,
+            ));
+        }
+        pairs.sort_unstable();
+        let e = self.engine()?;
+        py.detach(|| e.set_leg_pt_map(sid, lid, &pairs)).map_err(err)
     }
 
     /// Sets the leg's RFC 4733 payload type and key press detection alone.
