@@ -239,7 +239,10 @@ def test_relayed_opus_keeps_each_sides_payload_type_numbers(
     """Same codec, different numbers on the two sides (as a B2BUA's two negotiations give):
     the relayed packets are renumbered both ways, the payload untouched."""
     opus_a, opus_b = Codec("opus", 48000, 2, None, 111), Codec("opus", 48000, 2, None, 96)
-    ev_a, ev_b = Codec("telephone-event", 48000, None, "0-16", 101), Codec("telephone-event", 48000, None, "0-16", 100)
+    ev_a, ev_b = (
+        Codec("telephone-event", 48000, None, "0-16", 101),
+        Codec("telephone-event", 48000, None, "0-16", 100),
+    )
     be = EngineBackend(engine)
     pa, pb = phones
     a = be.allocate_leg("c1", "alice", 0)

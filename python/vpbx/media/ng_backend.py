@@ -20,6 +20,8 @@
   m-line leg (the party hears it instead of the other side), encoded with the leg's negotiated
   codec; a relayed leg is given its codec for this (its partner stays codec-less, so the pair
   keeps relaying). ``blob`` (file bytes in the request) is refused: write the file on the node.
+- DTMF detection (``detect_dtmf``): legs that negotiated telephone-event report key presses as
+  engine ``dtmf`` events (RFC 4733; in-band too on transcoded legs, which have a codec).
 - play DTMF: rtpengine's party is the one *generating* the key: the digit goes to the other
   party, as RFC 4733 events when that party negotiated telephone-event, else as in-band tones.
 - latching per request: ``strict source``, ``asymmetric`` and ``media handover`` set the
@@ -53,8 +55,8 @@ from vpbx.ng.backend import (
     CallStats,
     Endpoint,
     EngineStatistics,
-    LegAddress,
     Latching,
+    LegAddress,
     LegCodecs,
     LegStats,
     MediaSource,
@@ -169,8 +171,10 @@ class EngineBackend:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         recording_dir: str | os.PathLike[str] = "recordings",
+        detect_dtmf: bool = False,
     ) -> None:
         self.engine = engine
+        self.detect_dtmf = detect_dtmf
         self.recording_dir = Path(recording_dir)
         self.on_leg_finished = on_leg_finished
         self._clock = clock
@@ -354,6 +358,8 @@ class EngineBackend:
             payload_type=codec.payload_type if codec.name is not None else None,
             ptime_ms=codec.ptime_ms,
             telephone_event_pt=codec.telephone_event_pt,
+            # key presses are reported for legs that negotiated RFC 4733 events
+            detect_dtmf=self.detect_dtmf and codec.telephone_event_pt is not None,
         )
         leg.applied = codec
 

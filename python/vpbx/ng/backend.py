@@ -51,6 +51,7 @@ class BackendError(Exception):
 #: How a leg learns its party's address (per request, from the NG flags).
 Latching = Literal["symmetric", "asymmetric", "handover"]
 
+
 @dataclass(frozen=True, slots=True)
 class LegAddress:
     """Where a party must send: the advertised address of the interface and our ports.

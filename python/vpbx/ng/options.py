@@ -20,7 +20,6 @@ import binascii
 from dataclasses import dataclass, field
 
 from vpbx.ng.backend import Latching
-
 from vpbx.ng.bencode import Value
 from vpbx.ng.rtpp_flags import parse_rtpp_flags
 from vpbx.sdp import CodecSpec
