@@ -180,11 +180,12 @@ class MediaNodeSettings(BaseModel):
         description="Log and count key presses on legs that negotiated telephone-event (RFC 4733).",
     )
     opus_complexity: int = Field(
-        default=5,
+        default=6,
         ge=0,
         le=10,
         description="Opus encoder complexity (0-10) for transcoded streams: the main CPU cost of "
-        "PCMU<->opus calls (rtpengine 'opus-complexity').",
+        "PCMU<->opus calls (rtpengine 'opus-complexity'). 6: about 250 calls per core at PESQ "
+        "0.14 below 10 (bench/transcode_capacity.py).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
