@@ -124,7 +124,8 @@ def main() -> None:
     )
     print(
         f"files: {files['valid']}/{files['files']} valid WAV (2 ch, 16 bit, 8 kHz, header = size), "
-        f"{files['min_s']:.2f}..{files['max_s']:.2f} s, {files['shorter_than_95pct']} shorter than 95% of the run"
+        f"{files['min_s']:.2f}..{files['max_s']:.2f} s, "
+        f"{files['shorter_than_95pct']} shorter than 95% of the run"
     )
     doc = {
         "benchmark": "recording",
