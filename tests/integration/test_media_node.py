@@ -347,6 +347,10 @@ def test_play_media_and_play_dtmf_reach_the_phones(
     line = next(line for line in node.log_lines() if line["event"] == "dtmf")
     assert (line["digit"], line["source"], line["call_id"]) == ("5", "rfc4733", "play-1")
     assert node.metrics()[("vpbx_media_dtmf_events_total", (("source", "rfc4733"),))] == 1
+    # the prompt played to its end: logged and counted
+    ended = [line for line in node.log_lines() if line["event"] == "play_ended"]
+    assert [(e["reason"], e["call_id"]) for e in ended] == [("finished", "play-1")]
+    assert node.metrics()[("vpbx_media_play_ended_total", (("reason", "finished"),))] == 1
     assert node.ng(command="delete", call_id="play-1")["result"] == "ok"
 
 
