@@ -41,7 +41,17 @@ LOADGEN_DIR = ROOT / "bench" / "ng-loadgen"
 LOADGEN = LOADGEN_DIR / "target" / "release" / "ng-loadgen"
 RESULTS = ROOT / "bench" / "results"
 PORT_MIN, PORT_MAX = 20000, 39999
-NG_VPBX, HTTP_VPBX, NG_RTPENGINE = 22223, 22225, 22222
+
+
+def _free_port(kind: int) -> int:
+    """A port nobody on 127.0.0.1 holds now (others may run benchmarks on this machine too)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+NG_VPBX, HTTP_VPBX = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+NG_RTPENGINE = _free_port(socket.SOCK_DGRAM)
 
 
 def _ng_ping(port: int) -> bool:
