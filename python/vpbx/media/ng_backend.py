@@ -35,10 +35,8 @@ Known limit, of the engine: a party's legs stay allocated until its whole call i
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +46,14 @@ from pathlib import Path
 from vpbx.media import Engine, MediaError, codec_names
 from vpbx.media import engine as et
 from vpbx.media.engine import dropped_total
+from vpbx.media.ng_formats import (
+    EngineCodec,
+    main_codec,
+    pt_map,
+    recording_name,
+    same_stream_key,
+    telephone_event,
+)
 from vpbx.media.quality import mos
 from vpbx.ng import errors
 from vpbx.ng.backend import (
@@ -63,7 +69,6 @@ from vpbx.ng.backend import (
     RecordingOptions,
     StreamStats,
 )
-from vpbx.sdp import Codec
 
 __all__ = ["EngineBackend", "EngineCodec", "recording_name"]
 
@@ -71,18 +76,6 @@ __all__ = ["EngineBackend", "EngineCodec", "recording_name"]
 _DTMF_KEYS = "0123456789*#ABCD"
 
 LegKey = tuple[str, int]  # (party, m-line index)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineCodec:
-    """What ``Engine.set_leg_codec`` is told about one leg: ``name`` None relays as is."""
-
-    name: str | None
-    clock_rate: int
-    channels: int = 1
-    payload_type: int | None = None
-    ptime_ms: int = 20
-    telephone_event_pt: int | None = None
 
 
 @dataclass
@@ -111,51 +104,6 @@ class _Call:
 
 def _family(address: str) -> str:
     return "IP6" if ipaddress.ip_address(address).version == 6 else "IP4"
-
-
-def _stream(c: EngineCodec) -> tuple[str, int, int, int]:
-    return ((c.name or "").lower(), c.clock_rate, c.channels, c.ptime_ms)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def recording_name(call_id: str, now: float) -> str:
-    """A file name for the call's recording: the call-id reduced to letters, digits, ``_`` and
-    ``-`` (at most 40), a short hash of the full call-id (so reduced call-ids cannot collide)
-    and the UTC time."""
-    safe = _UNSAFE.sub("_", call_id).strip("_")[:40] or "call"
-    digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{safe}-{digest}-{stamp}.wav"
-
-
-def _main_codec(codecs: Sequence[Codec]) -> Codec | None:
-    return next((c for c in codecs if not c.is_auxiliary), None)
-
-
-def _telephone_event(codecs: LegCodecs | None, clock_rate: int) -> int | None:
-    """The leg's RFC 4733 payload type at its codec's clock rate (§2.1), if negotiated."""
-    if codecs is None:
-        return None
-    for c in (*codecs.send, *codecs.receive):
-        if c.name.lower() == "telephone-event" and c.clock_rate == clock_rate and c.pt is not None:
-            return c.pt
-    return None
-
-
-def _pt_map(src: LegCodecs | None, dst: LegCodecs | None) -> dict[int, int]:
-    """Payload type rewrite for packets relayed from ``src``'s party to ``dst``'s: each format
-    the source sends (its ``receive`` numbers) to the number the destination expects for the
-    same format (its ``send`` numbers), where they differ."""
-    if src is None or dst is None:
-        return {}
-    out: dict[int, int] = {}
-    for c in src.receive:
-        t = next((t for t in dst.send if t.matches(c)), None)
-        if c.pt is not None and t is not None and t.pt is not None and t.pt != c.pt:
-            out.setdefault(c.pt, t.pt)
-    return out
 
 
 class EngineBackend:
@@ -331,10 +279,10 @@ class EngineBackend:
 
     def _engine_codec(self, leg: _Leg, transcode: bool) -> EngineCodec:
         codecs = leg.codecs
-        main = (_main_codec(codecs.send) or _main_codec(codecs.receive)) if codecs is not None else None
+        main = (main_codec(codecs.send) or main_codec(codecs.receive)) if codecs is not None else None
         ptime = (codecs.ptime if codecs is not None else None) or 20
         clock = main.clock_rate if main is not None else 8000
-        event_pt = _telephone_event(codecs, clock)
+        event_pt = telephone_event(codecs, clock)
         if not transcode:
             return EngineCodec(None, clock, telephone_event_pt=event_pt)
         if main is None:
@@ -373,18 +321,18 @@ class EngineBackend:
                 continue
             ca, cb = self._engine_codec(a, tc), self._engine_codec(b, tc)
             # the engine relays two legs of the same format and ptime even when asked to transcode
-            transcoding = tc and _stream(ca) != _stream(cb)
+            transcoding = tc and same_stream_key(ca) != same_stream_key(cb)
             with self._engine_errors():
                 self._apply(call.session, a, ca)
                 self._apply(call.session, b, cb)
                 for src, dst in ((a, b), (b, a)):
-                    pt_map = {} if transcoding else _pt_map(src.codecs, dst.codecs)
-                    if pt_map != src.pt_map:
-                        self.engine.set_leg_pt_map(call.session, src.leg, pt_map)
-                        src.pt_map = pt_map
+                    mapping = {} if transcoding else pt_map(src.codecs, dst.codecs)
+                    if mapping != src.pt_map:
+                        self.engine.set_leg_pt_map(call.session, src.leg, mapping)
+                        src.pt_map = mapping
                 self.engine.connect(call.session, a.leg, b.leg)
             for leg in (a, b):
-                main = _main_codec(leg.codecs.send) if leg.codecs is not None else None
+                main = main_codec(leg.codecs.send) if leg.codecs is not None else None
                 leg.codec_label = main.encoding if main is not None else None
                 leg.ptime_ms = (leg.codecs.ptime if leg.codecs is not None else None) or 20
                 leg.transcoding = transcoding
