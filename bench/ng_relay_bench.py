@@ -76,11 +76,12 @@ def _taskset(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 
-def _node_command(kind: str, cpu: int | None = None) -> tuple[list[str], int]:
+def _node_command(kind: str, cpu: int | None, ports: tuple[int, int]) -> tuple[list[str], int]:
+    port_min, port_max = ports
     if kind == "vpbx":
         args = [*_taskset(cpu), sys.executable, "-m", "vpbx", "media-node", "--interface", "127.0.0.1"]
         args += ["--listen-ng", f"127.0.0.1:{NG_VPBX}", "--listen-http", f"127.0.0.1:{HTTP_VPBX}"]
-        args += ["--port-min", str(PORT_MIN), "--port-max", str(PORT_MAX), "--timeout", "120"]
+        args += ["--port-min", str(port_min), "--port-max", str(port_max), "--timeout", "120"]
         args += ["--max-sessions", "100000"]
         if cpu is not None:
             args += ["--workers", "1"]
@@ -91,15 +92,17 @@ def _node_command(kind: str, cpu: int | None = None) -> tuple[list[str], int]:
     args = [*_taskset(cpu), exe, "--foreground", "--table=-1", "--interface=127.0.0.1"]
     if cpu is not None:
         args += ["--num-threads=1"]
-    args += [f"--listen-ng=127.0.0.1:{NG_RTPENGINE}", f"--port-min={PORT_MIN}", f"--port-max={PORT_MAX}"]
+    args += [f"--listen-ng=127.0.0.1:{NG_RTPENGINE}", f"--port-min={port_min}", f"--port-max={port_max}"]
     args += ["--log-stderr", "--log-level=4", "--timeout=120", "--pidfile=/dev/null"]
     return args, NG_RTPENGINE
 
 
 @contextlib.contextmanager
-def node(kind: str, log: Path, cpu: int | None = None) -> Iterator[tuple[int, int]]:
+def node(
+    kind: str, log: Path, cpu: int | None = None, ports: tuple[int, int] = (PORT_MIN, PORT_MAX)
+) -> Iterator[tuple[int, int]]:
     """Starts a node (on ``cpu`` if given); yields (pid, NG port); stops it afterwards."""
-    args, ng_port = _node_command(kind, cpu)
+    args, ng_port = _node_command(kind, cpu, ports)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VPBX_")}
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -149,7 +152,8 @@ def udp_drops(pid: int) -> dict[str, int]:
 def run_one(kind: str, calls: int, args: argparse.Namespace) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     node_cpu, gen_cpu = args.pin if args.pin is not None else (None, None)
-    with node(kind, RESULTS / f"ng_relay-{kind}.log", node_cpu) as (pid, ng_port):
+    ports = (args.port_min, args.port_max)
+    with node(kind, RESULTS / f"ng_relay-{kind}.log", node_cpu, ports) as (pid, ng_port):
         cmd = [*_taskset(gen_cpu), str(LOADGEN), "--ng", f"127.0.0.1:{ng_port}", "--calls", str(calls)]
         cmd += ["--pid", str(pid), "--warmup", str(args.warmup), "--seconds", str(args.seconds)]
         cmd += ["--label", kind, "--sockets", str(args.sockets)]
@@ -234,6 +238,8 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0, help="streaming before the window")
     p.add_argument("--sockets", type=int, default=16, help="generator sockets per side")
     p.add_argument("--out", type=Path, default=RESULTS / "ng_relay.json")
+    p.add_argument("--port-min", type=int, default=PORT_MIN, help="the nodes' RTP port range")
+    p.add_argument("--port-max", type=int, default=PORT_MAX)
     p.add_argument(
         "--pin",
         type=_cpu_pair,
