@@ -382,6 +382,13 @@ impl Engine {
     /// Per-request latching flags for the leg (rtpengine's `strict source`,
     /// `symmetric`, `asymmetric`, `media handover`); `strict_source: None`
     /// takes the engine default. What was latched is forgotten.
+    ///
+    /// RTP-bleed protection (every mode that latches): a source takes an
+    /// unlatched stream at once only if its IP is the SDP's (`set_remote`),
+    /// or if the SDP address is private/unroutable and the source's is not
+    /// (NAT); RTCP also from the IP the RTP stream latched to. Any other
+    /// source must first send 3 consecutive packets with continuous RTP
+    /// sequence numbers; until then its packets are dropped as `Stranger`.
     pub fn set_leg_latching(
         &self,
         session: SessionId,
