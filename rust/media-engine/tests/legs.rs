@@ -181,7 +181,7 @@ fn relay_rewrites_payload_types() {
 /// other side's media goes to it.
 #[test]
 fn rtp_bleed_attacker_first_does_not_steal_the_media() {
-    let e = engine(47240, 20, |_| {});
+    let e = engine(47240, 20, |c| c.max_pps_per_leg = 100);
     let s = e.create_session("bleed").unwrap();
     let a = e.add_leg(s, &LegSpec::default()).unwrap();
     let b = e.add_leg(s, &LegSpec::default()).unwrap();
@@ -192,10 +192,12 @@ fn rtp_bleed_attacker_first_does_not_steal_the_media() {
     e.set_remote(s, a.leg, addr(&sdp_port), None).unwrap();
     e.set_remote(s, b.leg, addr(&pb), None).unwrap();
     e.connect(s, a.leg, b.leg).unwrap();
-    // A scanner's packets: sequence numbers all over the place.
-    for seq in [9u16, 4000, 17, 65000, 3, 777, 12, 30000] {
-        attacker.send_to(&pcm_packet(0, seq, 0xBAD), a.rtp).unwrap();
-    }
+    // A scanner's packets: sequence numbers all over the place, more than
+    // the leg's rate limit (100/s here) allows: they must not use it up.
+    let scan: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| pcm_packet(0, (i * 7919 % 65521) as u16, 0xBAD))
+        .collect();
+    send_paced(&attacker, a.rtp, &scan);
     assert!(
         quiet(&pb, Duration::from_millis(200)),
         "strangers are not relayed"
@@ -210,7 +212,8 @@ fn rtp_bleed_attacker_first_does_not_steal_the_media() {
     );
     assert!(quiet(&attacker, Duration::from_millis(200)));
     let legs = e.session_stats(s).unwrap().legs;
-    assert_eq!(legs[0].dropped.stranger, 8);
+    assert_eq!(legs[0].dropped.stranger, 300);
+    assert_eq!(legs[0].dropped.flood, 0);
     assert_eq!(legs[0].peer, Some(addr(&real)));
 }
 

@@ -302,9 +302,8 @@ impl Leg {
         if self.strict && latch.addr.is_some_and(|a| a != src) {
             return (Verdict::Drop(DropKind::Stranger), notice);
         }
-        if !self.limiter.allow(now) {
-            return (Verdict::Drop(DropKind::Flood), notice);
-        }
+        // The rate limit applies to what a leg accepts (below): a stranger's
+        // flood before latching cannot use up the real endpoint's budget.
         // Version 2 (RFC 3550 §5.1, §6.4.1) checked here first: it rejects
         // most garbage (STUN, random bytes) before the parsers, whose error
         // values allocate.
@@ -332,6 +331,9 @@ impl Leg {
                     Learn::Accept => {}
                 }
             }
+            if !self.limiter.allow(now) {
+                return (Verdict::Drop(DropKind::Flood), notice);
+            }
             self.rtcp_in += 1;
             self.bytes_in += d.data.len() as u64;
             return (Verdict::Rtcp, notice);
@@ -346,6 +348,9 @@ impl Leg {
             Learn::Latched => notice.latched = Some((src, false)),
             Learn::Stranger => return (Verdict::Drop(DropKind::Stranger), notice),
             Learn::Accept => {}
+        }
+        if !self.limiter.allow(now) {
+            return (Verdict::Drop(DropKind::Flood), notice);
         }
         // RFC 3550 A.1/A.8 statistics, across SSRC changes (§8.2).
         self.receiver
