@@ -198,7 +198,7 @@ class Engine:
     ``default``. The first one serves legs that name none. ``workers=0`` means
     one per core. ``None`` keeps the engine's default: ``max_sessions`` 10000,
     ``media_timeout_s`` 60, ``max_pps_per_leg`` 1000 (0 disables the limit),
-    ``relatch_after_s`` 1, ``opus_complexity`` 6 (0..10),
+    ``relatch_after_s`` 1, ``opus_complexity`` 5 (0..10),
     ``event_queue_capacity`` 65536, ``control_timeout_s`` 5,
     ``socket_recv_buffer`` 0 (kernel default; bytes).
 

@@ -180,12 +180,12 @@ class MediaNodeSettings(BaseModel):
         description="Log and count key presses on legs that negotiated telephone-event (RFC 4733).",
     )
     opus_complexity: int = Field(
-        default=6,
+        default=5,
         ge=0,
         le=10,
         description="Opus encoder complexity (0-10) for transcoded streams: the main CPU cost of "
-        "PCMU<->opus calls (rtpengine 'opus-complexity'). 6: about 250 calls per core at PESQ "
-        "0.14 below 10 (bench/transcode_capacity.py).",
+        "PCMU<->opus calls (rtpengine 'opus-complexity'). 5: about 280-300 calls per core, PESQ "
+        "0.3 below 10 (about 200 calls per core); see bench/transcode_capacity.py.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

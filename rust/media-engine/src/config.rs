@@ -114,9 +114,10 @@ pub struct EngineConfig {
     /// Kernel receive buffer per media socket in bytes; 0 keeps the default.
     pub socket_recv_buffer: usize,
     /// Opus encoder complexity (0..=10) for transcoded streams: the main
-    /// cost of PCMU <-> opus calls (rtpengine: `opus-complexity`). Default 6:
-    /// about 250 calls per core, PESQ-NB 0.14 below complexity 10 (which
-    /// gives about 200; bench/transcode_capacity.py).
+    /// cost of PCMU <-> opus calls (rtpengine: `opus-complexity`). Default 5,
+    /// the highest that meets 250 PCMU <-> opus calls per core with a margin
+    /// here (about 280-300; 6: 236-252, 10: about 200), at PESQ-NB 0.3 below
+    /// complexity 10 at libopus's default bitrate (bench/transcode_capacity.py).
     pub opus_complexity: u8,
 }
 
@@ -135,7 +136,7 @@ impl Default for EngineConfig {
             event_queue_capacity: 65_536,
             control_timeout: Duration::from_secs(5),
             socket_recv_buffer: 0,
-            opus_complexity: 6,
+            opus_complexity: 5,
         }
     }
 }

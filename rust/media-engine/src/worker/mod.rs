@@ -58,7 +58,7 @@ impl WorkerConfig {
                 relatch_after,
             },
             media_timeout,
-            opus_complexity: 6,
+            opus_complexity: 5,
         }
     }
     /// Housekeeping period: a quarter of the media timeout, within

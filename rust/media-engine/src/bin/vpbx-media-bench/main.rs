@@ -101,7 +101,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: vpbx-media-bench [--calls 100,500] [--seconds 10] [--warmup 2] \
                      [--workers 0] [--gen-sockets 4] [--port-min 20000] [--port-max 39999] [--mux] \
-                     [--codec-b PCMU|PCMA|G722|opus] [--opus-complexity 6] [--json FILE] [--record DIR]"
+                     [--codec-b PCMU|PCMA|G722|opus] [--opus-complexity 5] [--json FILE] [--record DIR]"
                         .into(),
                 )
             }
