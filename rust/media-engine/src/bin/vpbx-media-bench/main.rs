@@ -71,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
         port_max: 39999,
         mux: false,
         codec_b: "PCMU".into(),
-        opus_complexity: 9,
+        opus_complexity: 5,
         json: None,
         record: None,
     };
