@@ -1,7 +1,7 @@
 """Typed stub of the PyO3 binding (checked against the module by mypy.stubtest)."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Self, TypeAlias, final
 
 import numpy as np
@@ -198,7 +198,7 @@ class Engine:
     ``default``. The first one serves legs that name none. ``workers=0`` means
     one per core. ``None`` keeps the engine's default: ``max_sessions`` 10000,
     ``media_timeout_s`` 60, ``max_pps_per_leg`` 1000 (0 disables the limit),
-    ``relatch_after_s`` 1, ``opus_complexity`` 9 (0..10),
+    ``relatch_after_s`` 1, ``opus_complexity`` 5 (0..10),
     ``event_queue_capacity`` 65536, ``control_timeout_s`` 5,
     ``socket_recv_buffer`` 0 (kernel default; bytes).
 
@@ -243,6 +243,7 @@ class Engine:
         channels: int = 1,
         payload_type: int | None = None,
         ptime_ms: int = 20,
+        latching: str = "symmetric",
     ) -> LegInfo:
         """Allocates ports for one endpoint's stream on ``interface`` (by name).
 
@@ -253,7 +254,26 @@ class Engine:
         codecs) and ``ptime_ms`` is the leg's negotiated format: two connected
         legs that both name one and differ are transcoded. Without ``codec``
         the leg relays whatever arrives; ``clock_rate`` (default 8000) then
-        only scales jitter statistics."""
+        only scales jitter statistics. ``latching``: ``"symmetric"`` (latch to
+        the endpoint's source; move after ``relatch_after_s`` of silence),
+        ``"asymmetric"`` (never latch: send to the SDP address) or
+        ``"handover"`` (a new trusted source takes over at once). Before
+        latching, a source whose IP differs from the SDP's (and is not the
+        NAT case: SDP private, source public) must send 3 packets in sequence
+        first; until then its packets are dropped as ``stranger``
+        (RTP-bleed protection)."""
+    def set_leg_latching(
+        self, session: int, leg: int, *, strict_source: bool | None = None, latching: str = "symmetric"
+    ) -> None:
+        """Per-request latching flags for an existing leg (rtpengine's ``strict
+        source``, ``symmetric``/``asymmetric``, ``media handover``);
+        ``strict_source=None`` takes the engine default. Forgets what was
+        latched."""
+    def set_leg_pt_map(self, session: int, leg: int, pt_map: Mapping[int, int]) -> None:
+        """Rewrites RTP payload types ``{in_pt: out_pt}`` on media received from
+        the leg and relayed to its partner (same codec under different numbers
+        on the two sides); done in place per packet. ``{}`` turns it off.
+        Output types 64..=95 are refused (they would read as RTCP, RFC 5761)."""
     def set_remote(self, session: int, leg: int, rtp: Address, rtcp: Address | None = None) -> None:
         """Where the leg's endpoint receives, from its SDP (``rtp``/``rtcp`` are
         ``(host, port)`` with a numeric host). Resets latching: the endpoint's
@@ -366,12 +386,12 @@ class Engine:
         ``leg, label, interface, local_rtp, local_rtcp, remote_rtp, peer,
         latched, packets_in, bytes_in, packets_out, bytes_out, rtcp_in,
         rtcp_out, lost, expected, jitter_ms, duplicates, reordered, ssrc,
-        ssrc_changes, transcoding, playing, last_packet_age_s`` and ``dropped`` (by
+        ssrc_changes, rtt_ms, transcoding, playing, last_packet_age_s`` and ``dropped`` (by
         reason: ``garbage, stranger, flood, no_destination, oversize,
         send_failed``)."""
     def engine_stats(self) -> EngineStats:
         """``sessions, legs, ports_used, ports_free, packets_relayed,
-        bytes_relayed, rtcp_relayed, dropped, receive_errors,
+        bytes_relayed, rtcp_relayed, rtcp_sent, dropped, receive_errors,
         sessions_refused, events_lost, recordings_active, recordings_failed``,
         ``workers`` (each ``sessions, legs, packets_relayed, cpu_time_s``) and
         ``interfaces`` (each ``name, local, advertised, ports_total, ports_used,

@@ -142,6 +142,12 @@ def media_node(  # noqa: PLR0917 (one parameter per flag)
     strict_source: Annotated[
         bool | None, typer.Option(help="Drop packets from other sources once latched.")
     ] = None,
+    offer_timeout: Annotated[
+        float | None, typer.Option("--offer-timeout", help="Seconds an offer may wait for its answer.")
+    ] = None,
+    opus_complexity: Annotated[
+        int | None, typer.Option(help="Opus encoder complexity 0-10 for transcoded streams.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
     """Run the media node: an RTP relay with transcoding driven over rtpengine's NG protocol.
@@ -161,6 +167,8 @@ def media_node(  # noqa: PLR0917 (one parameter per flag)
         "max_sessions": max_sessions,
         "media_timeout_s": timeout,
         "strict_source": strict_source,
+        "offer_timeout_s": offer_timeout,
+        "opus_complexity": opus_complexity,
         "log_level": log_level,
     }
     overrides = {k: v for k, v in given.items() if v is not None}

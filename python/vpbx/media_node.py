@@ -10,7 +10,11 @@ in :mod:`vpbx.io.media_node`, whose ``run(settings)`` is what the command runs):
 - one JSON log line per NG command, and one per media event worth an operator's attention.
 
 A media timeout (no RTP on a leg for ``media_timeout_s``) is logged and counted; when every
-leg of an answered call has timed out, the call is deleted (rtpengine's ``timeout``).
+leg of an answered call has timed out, the call is deleted (rtpengine's ``timeout``). A call
+offered but not answered within ``offer_timeout_s`` is deleted by :meth:`MediaNode.housekeeping`
+(run about once a second by the I/O side), so a lost answer or delete does not keep its ports.
+Key presses heard on a leg (``dtmf``) and prompts that stop (``play_ended``) are logged and
+counted.
 """
 
 from __future__ import annotations
@@ -51,12 +55,14 @@ class MediaNode:
             max_sessions=settings.max_sessions,
             media_timeout_s=settings.media_timeout_s,
             strict_source=settings.strict_source,
+            opus_complexity=settings.opus_complexity,
         )
         self.metrics = Metrics()
         self.backend = EngineBackend(
             self.engine,
             on_leg_finished=self.metrics.observe_stream,
             recording_dir=settings.recording_dir,
+            detect_dtmf=settings.detect_dtmf,
         )
         self.ng = NgServer(self.backend, max_calls=settings.max_sessions)
         self.metrics.add_engine(self)
@@ -97,6 +103,17 @@ class MediaNode:
         else:
             log.info("ng_command", **fields)
 
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def housekeeping(self, now: float) -> list[str]:
+        """Deletes the calls whose offer went unanswered for ``offer_timeout_s`` (``now`` is
+        UNIX time, as for NG requests); returns their call-ids."""
+        expired = self.ng.commands.expire_offers(now, self.settings.offer_timeout_s)
+        for call_id in expired:
+            self.metrics.offers_timed_out.inc()
+            log.warning("offer_timed_out", call_id=call_id, offer_timeout_s=self.settings.offer_timeout_s)
+        return expired
+
     # -- engine events ------------------------------------------------------------------------
 
     def on_event(self, event: EngineEvent) -> None:
@@ -126,6 +143,18 @@ class MediaNode:
         elif event["type"] == "media_resumed":
             self.backend.note_resumed(session, leg)
             log.info("media_resumed", **where)
+        elif event["type"] == "dtmf":
+            self.metrics.dtmf_events.labels(event["source"]).inc()
+            log.info(
+                "dtmf",
+                digit=event["digit"],
+                duration_ms=event["duration_ms"],
+                source=event["source"],
+                **where,
+            )
+        elif event["type"] == "play_ended":
+            self.metrics.play_ended.labels(event["reason"]).inc()
+            log.info("play_ended", play=event["play"], reason=event["reason"], **where)
         elif event["type"] == "latched":
             peer = event["peer"]
             log.debug("latched", peer=f"{peer[0]}:{peer[1]}", rtcp=event["rtcp"], **where)

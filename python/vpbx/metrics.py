@@ -175,6 +175,23 @@ class Metrics:
         self.sessions_timed_out = Counter(
             "vpbx_media_sessions_timed_out", "Calls deleted because all their media stopped.", registry=r
         )
+        self.offers_timed_out = Counter(
+            "vpbx_media_offers_timed_out",
+            "Calls deleted because an offer got no answer within offer_timeout_s.",
+            registry=r,
+        )
+        self.dtmf_events = Counter(
+            "vpbx_media_dtmf_events",
+            "Key presses detected on media legs, by how they were sent (rfc4733, inband).",
+            ["source"],
+            registry=r,
+        )
+        self.play_ended = Counter(
+            "vpbx_media_play_ended",
+            "Prompts that stopped playing into a leg, by reason (finished, stopped).",
+            ["reason"],
+            registry=r,
+        )
 
         # call quality, from deleted calls (or parties)
         self.call_mos = Histogram(

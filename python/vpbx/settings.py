@@ -170,6 +170,23 @@ class MediaNodeSettings(BaseModel):
         default=False,
         description="Once latched, drop packets from any other source address.",
     )
+    offer_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A call offered but not answered for this long is deleted and its ports freed.",
+    )
+    detect_dtmf: bool = Field(
+        default=True,
+        description="Log and count key presses on legs that negotiated telephone-event (RFC 4733).",
+    )
+    opus_complexity: int = Field(
+        default=5,
+        ge=0,
+        le=10,
+        description="Opus encoder complexity (0-10) for transcoded streams: the main CPU cost of "
+        "PCMU<->opus calls (rtpengine 'opus-complexity'). 5: about 280-300 calls per core, PESQ "
+        "0.3 below 10 (about 200 calls per core); see bench/transcode_capacity.py.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("interfaces", mode="before")

@@ -231,3 +231,64 @@ def test_offer_answer_through_the_ng_commands(engine: Engine) -> None:
     assert stats[b"engine"][b"portsused"] == 4  # type: ignore[index]
     assert ng(command="delete", call_id="n1")[b"result"] == b"ok"
     assert engine.engine_stats()["ports_used"] == 0
+
+
+def test_relayed_opus_keeps_each_sides_payload_type_numbers(
+    engine: Engine, phones: tuple[socket.socket, socket.socket]
+) -> None:
+    """Same codec, different numbers on the two sides (as a B2BUA's two negotiations give):
+    the relayed packets are renumbered both ways, the payload untouched."""
+    opus_a, opus_b = Codec("opus", 48000, 2, None, 111), Codec("opus", 48000, 2, None, 96)
+    ev_a, ev_b = (
+        Codec("telephone-event", 48000, None, "0-16", 101),
+        Codec("telephone-event", 48000, None, "0-16", 100),
+    )
+    be = EngineBackend(engine)
+    pa, pb = phones
+    a = be.allocate_leg("c1", "alice", 0)
+    b = be.allocate_leg("c1", "bob", 0)
+    be.set_remote("c1", "alice", 0, Endpoint("127.0.0.1", port(pa)))
+    be.set_remote("c1", "bob", 0, Endpoint("127.0.0.1", port(pb)))
+    be.set_codecs("c1", "alice", 0, LegCodecs((opus_a, ev_a), (opus_a, ev_a), 20))
+    be.set_codecs("c1", "bob", 0, LegCodecs((opus_b, ev_b), (opus_b, ev_b), 20))
+    be.connect("c1", "alice", "bob", [False])
+    assert be.transcoded_streams() == 0
+    for pt, want in ((111, 96), (101, 100)):
+        pa.sendto(RtpPacket(pt, 1, 960, 9, b"\x01\x02\x03").serialize(), ("127.0.0.1", a.rtp_port))
+        got = RtpPacket.parse(pb.recv(2048))
+        assert (got.payload_type, got.payload) == (want, b"\x01\x02\x03")
+    for pt, want in ((96, 111), (100, 101)):
+        pb.sendto(RtpPacket(pt, 1, 960, 7, b"\x04").serialize(), ("127.0.0.1", b.rtp_port))
+        assert RtpPacket.parse(pa.recv(2048)).payload_type == want
+    # the same numbers on both sides: no rewrite at all
+    be.set_codecs("c1", "bob", 0, LegCodecs((opus_a, ev_a), (opus_a, ev_a), 20))
+    be.connect("c1", "alice", "bob", [False])
+    pa.sendto(RtpPacket(111, 2, 1920, 9, b"\x05").serialize(), ("127.0.0.1", a.rtp_port))
+    assert RtpPacket.parse(pb.recv(2048)).payload_type == 111
+
+
+def test_ng_flags_set_latching_per_leg(engine: Engine, phones: tuple[socket.socket, socket.socket]) -> None:
+    """``asymmetric`` on one party: media to it goes to its SDP address even though its packets
+    come from elsewhere; the other party (no flag) latches as usual."""
+    be = EngineBackend(engine)
+    pa, pb = phones
+    sdp_a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sdp_a.bind(("127.0.0.1", 0))
+    sdp_a.settimeout(1.0)
+    try:
+        a = be.allocate_leg("c1", "alice", 0)
+        b = be.allocate_leg("c1", "bob", 0)
+        be.set_remote("c1", "alice", 0, Endpoint("127.0.0.1", port(sdp_a)), latching="asymmetric")
+        be.set_remote("c1", "bob", 0, Endpoint("127.0.0.1", port(pb) + 2))  # bob's SDP port is wrong
+        be.connect("c1", "alice", "bob", [False])
+        pb.sendto(RtpPacket(0, 1, 160, 2, bytes(160)).serialize(), ("127.0.0.1", b.rtp_port))
+        assert sdp_a.recv(2048)  # alice asymmetric: bob's media goes to alice's SDP address
+        pa.sendto(RtpPacket(0, 1, 160, 1, bytes(160)).serialize(), ("127.0.0.1", a.rtp_port))
+        assert pb.recv(2048)  # bob latched: alice's media reaches where bob really is
+        stats = be.query("c1").legs
+        assert stats[("alice", 0)].rtp.endpoint is None and stats[("bob", 0)].rtp.endpoint == (
+            "127.0.0.1",
+            port(pb),
+        )
+    finally:
+        sdp_a.close()

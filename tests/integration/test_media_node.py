@@ -22,7 +22,7 @@ import pytest
 from media_node_proc import STOP_TIMEOUT, Node, media_node, text
 
 from conftest import dominant_freq, sine
-from vpbx.media import Decoder, Encoder, RtpPacket, parse_telephone_event
+from vpbx.media import Decoder, Encoder, RtpPacket, parse_telephone_event, telephone_event_packets
 from vpbx.ng import decode
 from vpbx.sdp import parse as parse_sdp
 
@@ -308,7 +308,7 @@ def test_play_media_and_play_dtmf_reach_the_phones(
 ) -> None:
     a, b = phones
     formats = [(0, "PCMU/8000"), (101, "telephone-event/8000")]
-    call(node, "play-1", a, b, formats, formats)
+    _, b_sends_to, _, _ = call(node, "play-1", a, b, formats, formats)
     prompt = tmp_path / "prompt.wav"
     with wave.open(str(prompt), "wb") as w:
         w.setnchannels(1)
@@ -333,6 +333,24 @@ def test_play_media_and_play_dtmf_reach_the_phones(
     assert events and {p.payload_type for p in events} == {101}
     parsed = [parse_telephone_event(p.payload) for p in events]
     assert {e["digit"] for e in parsed} == {"7"} and sum(bool(e["end"]) for e in parsed) == 3
+
+    # a key pressed on b's phone (RFC 4733) is logged and counted by the node
+    events_out = [
+        RtpPacket(101, 500 + i, 8000, 0xB0B, payload, marker=marker).serialize()
+        for i, (marker, _, payload) in enumerate(telephone_event_packets("5", 100))
+    ]
+    b.send(b_sends_to, events_out, pace_s=0.02)
+    deadline = time.monotonic() + 5.0
+    while not any(line["event"] == "dtmf" for line in node.log_lines()):
+        assert time.monotonic() < deadline, "no dtmf log line"
+        time.sleep(0.1)
+    line = next(line for line in node.log_lines() if line["event"] == "dtmf")
+    assert (line["digit"], line["source"], line["call_id"]) == ("5", "rfc4733", "play-1")
+    assert node.metrics()[("vpbx_media_dtmf_events_total", (("source", "rfc4733"),))] == 1
+    # the prompt played to its end: logged and counted
+    ended = [line for line in node.log_lines() if line["event"] == "play_ended"]
+    assert [(e["reason"], e["call_id"]) for e in ended] == [("finished", "play-1")]
+    assert node.metrics()[("vpbx_media_play_ended_total", (("reason", "finished"),))] == 1
     assert node.ng(command="delete", call_id="play-1")["result"] == "ok"
 
 
@@ -355,6 +373,24 @@ def test_media_timeout_deletes_a_silent_call(tmp_path: Path, phones: tuple[Phone
         assert {line["tag"] for line in timeouts} == {"quiet-1-a", "quiet-1-b"}
         assert all(line["call_id"] == "quiet-1" for line in timeouts)
         assert any(line["event"] == "call_timed_out" for line in lines)
+
+
+def test_an_unanswered_offer_is_deleted_after_the_offer_timeout(
+    tmp_path: Path, phones: tuple[Phone, Phone]
+) -> None:
+    a, _ = phones
+    with media_node(tmp_path, 42700, 42799, "--offer-timeout", "1") as n:
+        offer = n.ng(**kamailio_offer("lost-1", sdp(a.port, (0, "PCMU/8000"))))
+        assert offer["result"] == "ok" and n.stats()["engine"]["portsused"] == 4
+        deadline = time.monotonic() + 10.0
+        while n.ng(command="query", call_id="lost-1")["result"] == "ok":
+            assert time.monotonic() < deadline, "the unanswered offer was never deleted"
+            time.sleep(0.2)
+        assert n.stats()["engine"]["portsused"] == 0
+        assert n.metrics()[("vpbx_media_offers_timed_out_total", ())] == 1
+        assert any(
+            line["event"] == "offer_timed_out" and line["call_id"] == "lost-1" for line in n.log_lines()
+        )
 
 
 def test_sigterm_deletes_calls_and_exits_zero(tmp_path: Path, phones: tuple[Phone, Phone]) -> None:

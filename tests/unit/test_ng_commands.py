@@ -468,3 +468,20 @@ def test_fuzz_raw_datagrams(data: bytes) -> None:
     out = server.handle_datagram(data, SRC, 0.0)
     if out is not None:
         assert out.partition(b" ")[0] == data.partition(b" ")[0]
+
+
+def test_unanswered_offers_expire_answered_calls_do_not() -> None:
+    ng = Ng()
+    assert ng("offer", sdp=CALLER, call_id="lost", from_tag="ta")["result"] == "ok"
+    ng.call("kept")
+    commands = ng.server.commands
+    assert commands.expire_offers(ng.now + 60.0, 60.0) == []  # not older than the timeout yet
+    ng.now += 30.0
+    assert (
+        ng("offer", sdp=CALLER, call_id="lost", from_tag="ta")["result"] == "ok"
+    )  # re-offer: clock restarts
+    assert commands.expire_offers(ng.now + 59.0, 60.0) == []
+    assert commands.expire_offers(ng.now + 61.0, 60.0) == ["lost"]
+    assert set(commands.calls) == {"kept"} and commands.offers_timed_out == 1
+    assert ng.be.calls.keys() == {"kept"}  # the backend freed the lost call's legs
+    assert commands.expire_offers(ng.now + 10_000.0, 60.0) == []  # answered: left to the media timeout

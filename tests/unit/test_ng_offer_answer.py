@@ -381,7 +381,12 @@ def test_media_address_and_sip_source() -> None:
     )
     leg = ng.be.leg("c2", "ta", 0)
     assert leg.remote == Endpoint("192.0.2.77", 49170, 49171, False)
-    assert not leg.latching and leg.strict_source
+    assert leg.latching == "asymmetric" and leg.strict_source
+    ng.offer(call_id="c3", flags=["media-handover"])
+    assert ng.be.leg("c3", "ta", 0).latching == "handover"
+    ng.offer(call_id="c4", flags=["symmetric"])
+    assert ng.be.leg("c4", "ta", 0).latching == "symmetric"
+    assert not ng.be.leg("c4", "ta", 0).strict_source
 
 
 def test_record_call_in_offer_and_label_and_metadata() -> None:

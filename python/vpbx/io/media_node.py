@@ -1,5 +1,6 @@
 """The media node's event loop (uvloop): NG over UDP, ``/metrics`` and ``/health`` over HTTP,
-engine events through the engine's descriptor, and a graceful stop on SIGINT/SIGTERM.
+engine events through the engine's descriptor, housekeeping once a second (unanswered
+offers), and a graceful stop on SIGINT/SIGTERM.
 
 On a signal the node stops taking NG requests, closes the HTTP listener, deletes every call
 (freeing its ports; their call quality still reaches the metrics) and stops the engine.
@@ -8,7 +9,9 @@ On a signal the node stops taking NG requests, closes the HTTP listener, deletes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import time
 
 import uvloop
 
@@ -26,6 +29,22 @@ log = get_logger("vpbx.media_node")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+
+
+#: How often unanswered offers are looked for (offer_timeout_s is honoured to within this).
+HOUSEKEEPING_S = 1.0
+
+
+async def _housekeeping(node: MediaNode, stop: asyncio.Event) -> None:
+    """Runs ``node.housekeeping`` about once a second until ``stop`` is set."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
+        if not stop.is_set():
+            try:
+                node.housekeeping(time.time())
+            except Exception:  # a failing delete must not stop the loop; it is retried next round
+                log.exception("housekeeping_failed")
 
 
 async def serve(node: MediaNode, stop: asyncio.Event) -> None:
@@ -50,7 +69,9 @@ async def serve(node: MediaNode, stop: asyncio.Event) -> None:
                 max_sessions=settings.max_sessions,
                 media_timeout_s=settings.media_timeout_s,
             )
+            housekeeping = asyncio.create_task(_housekeeping(node, stop))
             await stop.wait()
+            await housekeeping
             log.info("media_node_stopping")
             transport.close()
             transport = None

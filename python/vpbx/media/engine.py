@@ -65,6 +65,8 @@ class LegStats(TypedDict):
     bytes_out: int
     rtcp_in: int
     rtcp_out: int
+    """RTCP sent to the endpoint: relayed from the partner, or (transcoded
+    legs) the engine's own SR/RR reports (RFC 3550 §6.4)."""
     lost: int
     """RFC 3550 A.3 cumulative loss of the current source (negative with duplicates)."""
     expected: int
@@ -75,6 +77,9 @@ class LegStats(TypedDict):
     ssrc: int | None
     """SSRC of the current incoming source."""
     ssrc_changes: int
+    rtt_ms: float | None
+    """Round-trip time to the endpoint from its RTCP reports on the engine's
+    own stream (transcoded legs only; ``None`` until one arrives)."""
     transcoding: bool
     playing: int | None
     """Id of the prompt being played into the leg (``Engine.play``), if any."""
@@ -126,6 +131,8 @@ class EngineStats(TypedDict):
     """RTP and RTCP datagrams sent on."""
     bytes_relayed: int
     rtcp_relayed: int
+    rtcp_sent: int
+    """RTCP reports the engine sent itself (to endpoints of transcoded legs)."""
     dropped: DropCounts
     receive_errors: int
     sessions_refused: int

@@ -20,19 +20,23 @@
   m-line leg (the party hears it instead of the other side), encoded with the leg's negotiated
   codec; a relayed leg is given its codec for this (its partner stays codec-less, so the pair
   keeps relaying). ``blob`` (file bytes in the request) is refused: write the file on the node.
+- DTMF detection (``detect_dtmf``): legs that negotiated telephone-event report key presses as
+  engine ``dtmf`` events (RFC 4733; in-band too on transcoded legs, which have a codec).
 - play DTMF: rtpengine's party is the one *generating* the key: the digit goes to the other
   party, as RFC 4733 events when that party negotiated telephone-event, else as in-band tones.
-Known limits, all of the engine: a party's legs stay allocated until its whole call is
-deleted; latching and strict-source are node-wide settings, not per request; relayed packets
-keep their payload type numbers.
+- latching per request: ``strict source``, ``asymmetric`` and ``media handover`` set the
+  party's leg (``Engine.set_leg_latching``); without ``strict source`` the node default holds.
+- payload types: a relayed pair whose sides number the same codec differently (dynamic opus
+  111 vs 96, telephone-event 101 vs 100) has the numbers rewritten per packet by the engine
+  (``Engine.set_leg_pt_map``), from each leg's receive numbers to the other's send numbers.
+
+Known limit, of the engine: a party's legs stay allocated until its whole call is deleted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +46,14 @@ from pathlib import Path
 from vpbx.media import Engine, MediaError, codec_names
 from vpbx.media import engine as et
 from vpbx.media.engine import dropped_total
+from vpbx.media.ng_formats import (
+    EngineCodec,
+    main_codec,
+    pt_map,
+    recording_name,
+    same_stream_key,
+    telephone_event,
+)
 from vpbx.media.quality import mos
 from vpbx.ng import errors
 from vpbx.ng.backend import (
@@ -49,6 +61,7 @@ from vpbx.ng.backend import (
     CallStats,
     Endpoint,
     EngineStatistics,
+    Latching,
     LegAddress,
     LegCodecs,
     LegStats,
@@ -56,7 +69,6 @@ from vpbx.ng.backend import (
     RecordingOptions,
     StreamStats,
 )
-from vpbx.sdp import Codec
 
 __all__ = ["EngineBackend", "EngineCodec", "recording_name"]
 
@@ -64,18 +76,6 @@ __all__ = ["EngineBackend", "EngineCodec", "recording_name"]
 _DTMF_KEYS = "0123456789*#ABCD"
 
 LegKey = tuple[str, int]  # (party, m-line index)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineCodec:
-    """What ``Engine.set_leg_codec`` is told about one leg: ``name`` None relays as is."""
-
-    name: str | None
-    clock_rate: int
-    channels: int = 1
-    payload_type: int | None = None
-    ptime_ms: int = 20
-    telephone_event_pt: int | None = None
 
 
 @dataclass
@@ -88,6 +88,8 @@ class _Leg:
     ptime_ms: int = 20
     transcoding: bool = False
     timed_out: bool = False
+    latching: tuple[str, bool] = ("symmetric", False)  # as the engine has it
+    pt_map: dict[int, int] = field(default_factory=dict)  # as the engine has it
 
 
 @dataclass
@@ -104,37 +106,6 @@ def _family(address: str) -> str:
     return "IP6" if ipaddress.ip_address(address).version == 6 else "IP4"
 
 
-def _stream(c: EngineCodec) -> tuple[str, int, int, int]:
-    return ((c.name or "").lower(), c.clock_rate, c.channels, c.ptime_ms)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def recording_name(call_id: str, now: float) -> str:
-    """A file name for the call's recording: the call-id reduced to letters, digits, ``_`` and
-    ``-`` (at most 40), a short hash of the full call-id (so reduced call-ids cannot collide)
-    and the UTC time."""
-    safe = _UNSAFE.sub("_", call_id).strip("_")[:40] or "call"
-    digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{safe}-{digest}-{stamp}.wav"
-
-
-def _main_codec(codecs: Sequence[Codec]) -> Codec | None:
-    return next((c for c in codecs if not c.is_auxiliary), None)
-
-
-def _telephone_event(codecs: LegCodecs | None, clock_rate: int) -> int | None:
-    """The leg's RFC 4733 payload type at its codec's clock rate (§2.1), if negotiated."""
-    if codecs is None:
-        return None
-    for c in (*codecs.send, *codecs.receive):
-        if c.name.lower() == "telephone-event" and c.clock_rate == clock_rate and c.pt is not None:
-            return c.pt
-    return None
-
-
 class EngineBackend:
     """The NG backend over ``engine``. ``on_leg_finished`` receives the final stats of every
     leg that carried media when its call (or party) is deleted (for call-quality metrics).
@@ -148,8 +119,10 @@ class EngineBackend:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         recording_dir: str | os.PathLike[str] = "recordings",
+        detect_dtmf: bool = False,
     ) -> None:
         self.engine = engine
+        self.detect_dtmf = detect_dtmf
         self.recording_dir = Path(recording_dir)
         self.on_leg_finished = on_leg_finished
         self._clock = clock
@@ -275,11 +248,16 @@ class EngineBackend:
         media_index: int,
         endpoint: Endpoint,
         *,
-        latching: bool = True,
+        latching: Latching = "symmetric",
         strict_source: bool = False,
     ) -> None:
-        # latching and strict_source are fixed per leg/node in the engine (see module doc)
         call, leg = self._leg(call_id, party, media_index)
+        if leg.latching != (latching, strict_source):
+            with self._engine_errors():
+                self.engine.set_leg_latching(
+                    call.session, leg.leg, strict_source=True if strict_source else None, latching=latching
+                )
+            leg.latching = (latching, strict_source)
         try:
             zero = ipaddress.ip_address(endpoint.address).is_unspecified
         except ValueError:
@@ -301,10 +279,10 @@ class EngineBackend:
 
     def _engine_codec(self, leg: _Leg, transcode: bool) -> EngineCodec:
         codecs = leg.codecs
-        main = (_main_codec(codecs.send) or _main_codec(codecs.receive)) if codecs is not None else None
+        main = (main_codec(codecs.send) or main_codec(codecs.receive)) if codecs is not None else None
         ptime = (codecs.ptime if codecs is not None else None) or 20
         clock = main.clock_rate if main is not None else 8000
-        event_pt = _telephone_event(codecs, clock)
+        event_pt = telephone_event(codecs, clock)
         if not transcode:
             return EngineCodec(None, clock, telephone_event_pt=event_pt)
         if main is None:
@@ -328,6 +306,8 @@ class EngineBackend:
             payload_type=codec.payload_type if codec.name is not None else None,
             ptime_ms=codec.ptime_ms,
             telephone_event_pt=codec.telephone_event_pt,
+            # key presses are reported for legs that negotiated RFC 4733 events
+            detect_dtmf=self.detect_dtmf and codec.telephone_event_pt is not None,
         )
         leg.applied = codec
 
@@ -340,14 +320,19 @@ class EngineBackend:
             if a is None or b is None:
                 continue
             ca, cb = self._engine_codec(a, tc), self._engine_codec(b, tc)
+            # the engine relays two legs of the same format and ptime even when asked to transcode
+            transcoding = tc and same_stream_key(ca) != same_stream_key(cb)
             with self._engine_errors():
                 self._apply(call.session, a, ca)
                 self._apply(call.session, b, cb)
+                for src, dst in ((a, b), (b, a)):
+                    mapping = {} if transcoding else pt_map(src.codecs, dst.codecs)
+                    if mapping != src.pt_map:
+                        self.engine.set_leg_pt_map(call.session, src.leg, mapping)
+                        src.pt_map = mapping
                 self.engine.connect(call.session, a.leg, b.leg)
-            # the engine relays two legs of the same format and ptime even when asked to transcode
-            transcoding = tc and _stream(ca) != _stream(cb)
             for leg in (a, b):
-                main = _main_codec(leg.codecs.send) if leg.codecs is not None else None
+                main = main_codec(leg.codecs.send) if leg.codecs is not None else None
                 leg.codec_label = main.encoding if main is not None else None
                 leg.ptime_ms = (leg.codecs.ptime if leg.codecs is not None else None) or 20
                 leg.transcoding = transcoding

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from vpbx.sdp import Codec
 
@@ -29,6 +29,7 @@ __all__ = [
     "CallStats",
     "Endpoint",
     "EngineStatistics",
+    "Latching",
     "LegAddress",
     "LegCodecs",
     "LegStats",
@@ -45,6 +46,10 @@ class BackendError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+#: How a leg learns its party's address (per request, from the NG flags).
+Latching = Literal["symmetric", "asymmetric", "handover"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,12 +180,13 @@ class MediaBackend(Protocol):
         media_index: int,
         endpoint: Endpoint,
         *,
-        latching: bool = True,
+        latching: Latching = "symmetric",
         strict_source: bool = False,
     ) -> None:
-        """Where to send this party's media. ``latching``: learn its real address from its
-        first packets (symmetric RTP; off for the NG ``asymmetric`` flag). ``strict_source``:
-        after learning, drop packets from any other source."""
+        """Where to send this party's media. ``latching``: ``"symmetric"`` learns its real
+        address from its first packets (symmetric RTP), ``"asymmetric"`` (NG ``asymmetric``
+        flag) never does, ``"handover"`` (NG ``media handover``) moves to a new source at once.
+        ``strict_source``: after learning, drop packets from any other source."""
         ...
 
     def set_codecs(self, call_id: str, party: str, media_index: int, codecs: LegCodecs) -> None:

@@ -73,6 +73,7 @@ class NgCommands:
         self.deleted = 0
         self.timed_out = 0  # calls removed because their media stopped
         self.forced = 0  # calls removed by the node (shutdown)
+        self.offers_timed_out = 0  # calls removed because their offer got no answer
         self.per_proxy: dict[str, Counter[str]] = {}
         self.totals: Counter[str] = Counter()
         self._handlers: dict[str, Callable[[Options, float], Reply]] = {
@@ -115,18 +116,34 @@ class NgCommands:
             self._count(source, "error")
         return Handled(command[0] if command else None, reply)
 
-    def remove_call(self, call_id: str, reason: Literal["timeout", "forced"]) -> bool:
-        """Remove a call on the node's own account: its media timed out, or the node is
-        stopping. Returns whether the call existed."""
+    def remove_call(self, call_id: str, reason: Literal["timeout", "offer timeout", "forced"]) -> bool:
+        """Remove a call on the node's own account: its media timed out, its offer was never
+        answered, or the node is stopping. Returns whether the call existed."""
         call = self.calls.pop(call_id, None)
         if call is None:
             return False
         self.backend.delete(call_id)
         if reason == "timeout":
             self.timed_out += 1
+        elif reason == "offer timeout":
+            self.offers_timed_out += 1
         else:
             self.forced += 1
         return True
+
+    def expire_offers(self, now: float, timeout_s: float) -> list[str]:
+        """Removes the calls that were offered but never answered, whose last signal is more
+        than ``timeout_s`` old (a proxy that lost the answer or the delete would otherwise keep
+        their ports forever); returns their call-ids. Answered calls are left to the media
+        timeout."""
+        stale = [
+            cid
+            for cid, call in self.calls.items()
+            if not call.answered and now - call.last_signal > timeout_s
+        ]
+        for cid in stale:
+            self.remove_call(cid, "offer timeout")
+        return stale
 
     def _count(self, source: Source, counter: str) -> None:
         self.totals[counter] += 1
@@ -235,6 +252,7 @@ class NgCommands:
         if opts.metadata is not None:
             call.metadata = opts.metadata
         sdp = do_answer(call, opts, self.backend, now)
+        call.answered = True
         self._record_flag(call, opts)
         call.last_signal = now
         return _ok(opts, sdp=serialize(sdp))

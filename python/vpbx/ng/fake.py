@@ -12,6 +12,7 @@ from vpbx.ng.backend import (
     CallStats,
     Endpoint,
     EngineStatistics,
+    Latching,
     LegAddress,
     LegCodecs,
     LegStats,
@@ -27,7 +28,7 @@ class FakeLeg:
     address: LegAddress
     interface: str
     remote: Endpoint | None = None
-    latching: bool = True
+    latching: Latching = "symmetric"
     strict_source: bool = False
     codecs: LegCodecs | None = None
 
@@ -117,7 +118,7 @@ class FakeBackend:
         media_index: int,
         endpoint: Endpoint,
         *,
-        latching: bool = True,
+        latching: Latching = "symmetric",
         strict_source: bool = False,
     ) -> None:
         self.log.append(("set_remote", (call_id, party, media_index, endpoint, latching, strict_source)))

@@ -95,7 +95,7 @@ def _set_remotes(
         ep = _endpoint(sd, i, opts, m.rtcp_mux)
         if ep is not None and i in party.legs:
             backend.set_remote(
-                call_id, party.pid, i, ep, latching=not opts.asymmetric, strict_source=opts.strict_source
+                call_id, party.pid, i, ep, latching=opts.latching, strict_source=opts.strict_source
             )
 
 
@@ -439,12 +439,16 @@ def _program_engine(
                 offerer.pid,
                 i,
                 ep,
-                latching=not opts.asymmetric,
+                latching=opts.latching,
                 strict_source=opts.strict_source,
             )
+        # the offerer sends with the numbers of the answer it got and expects its own offer's
+        # numbers back (RFC 3264 §5.1, §6.1); they differ when the answerer renumbered
         mine = tuple(om.codecs())
+        offered = tuple(pend.sdp_in.media[i].codecs())
+        send = tuple(next((o for o in offered if o.matches(c)), c) for c in mine)
         backend.set_codecs(
-            call.call_id, offerer.pid, i, LegCodecs(mine, mine, om.ptime or pend.sdp_in.media[i].ptime)
+            call.call_id, offerer.pid, i, LegCodecs(mine, send, om.ptime or pend.sdp_in.media[i].ptime)
         )
         theirs = tuple(am.codecs())
         # the answerer sends with the numbers of the offer it got (RFC 3264 §6.1)

@@ -19,6 +19,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 
+from vpbx.ng.backend import Latching
 from vpbx.ng.bencode import Value
 from vpbx.ng.rtpp_flags import parse_rtpp_flags
 from vpbx.sdp import CodecSpec
@@ -40,6 +41,8 @@ _FLAGS: dict[str, str] = {
     "sip source address": "sip_source",
     "asymmetric": "asymmetric",
     "strict source": "strict_source",
+    "media handover": "media_handover",
+    "symmetric": "symmetric",
     "record call": "record_flag",
     "fatal": "fatal",
     "fast": "fast",
@@ -60,11 +63,9 @@ _FLAGS: dict[str, str] = {
 # rtpengine internals (kernel forwarding, logging, redis).
 _HARMLESS = frozenset(
     {
-        "symmetric",
         "trust address",
         "port latching",
         "no port latching",
-        "media handover",
         "debug",
         "debugging",
         "unidirectional",
@@ -142,6 +143,8 @@ class Options:
     # flags
     sip_source: bool = False
     asymmetric: bool = False
+    symmetric: bool = False
+    media_handover: bool = False
     strict_source: bool = False
     record_flag: bool = False
     fatal: bool = False
@@ -190,6 +193,15 @@ class Options:
     volume: int | None = None
     pause_ms: int | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def latching(self) -> Latching:
+        """Per-request latching of the party's leg: ``asymmetric`` never latches, ``media
+        handover`` re-latches at once; else symmetric (``asymmetric`` wins over ``symmetric``
+        when both are given, as the more cautious)."""
+        if self.asymmetric:
+            return "asymmetric"
+        return "handover" if self.media_handover else "symmetric"
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:

@@ -63,6 +63,7 @@ class Call:
     parties: list[Party] = field(default_factory=list)
     metadata: str | None = None
     recording: bool = False
+    answered: bool = False  # an answer has been processed (offer timeout no longer applies)
     _next: int = 0
 
     def by_tag(self, tag: str | None) -> Party | None:

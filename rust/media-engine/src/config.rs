@@ -114,7 +114,10 @@ pub struct EngineConfig {
     /// Kernel receive buffer per media socket in bytes; 0 keeps the default.
     pub socket_recv_buffer: usize,
     /// Opus encoder complexity (0..=10) for transcoded streams: the main
-    /// cost of PCMU <-> opus calls (rtpengine: `opus-complexity`).
+    /// cost of PCMU <-> opus calls (rtpengine: `opus-complexity`). Default 5,
+    /// the highest that meets 250 PCMU <-> opus calls per core with a margin
+    /// here (about 280-300; 6: 236-252, 10: about 200), at PESQ-NB 0.3 below
+    /// complexity 10 at libopus's default bitrate (bench/transcode_capacity.py).
     pub opus_complexity: u8,
 }
 
@@ -133,7 +136,7 @@ impl Default for EngineConfig {
             event_queue_capacity: 65_536,
             control_timeout: Duration::from_secs(5),
             socket_recv_buffer: 0,
-            opus_complexity: 9,
+            opus_complexity: 5,
         }
     }
 }
@@ -225,6 +228,37 @@ impl LegCodec {
     }
 }
 
+/// How a leg learns where its endpoint really is (rtpengine's `symmetric`,
+/// `asymmetric` and `media handover` flags).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Latching {
+    /// Symmetric RTP (RFC 4961): latch to the source of the endpoint's
+    /// packets; move to a new source only after the latched one has been
+    /// silent for `EngineConfig::relatch_after`.
+    #[default]
+    Symmetric,
+    /// Never latch: media always goes to the SDP address.
+    Asymmetric,
+    /// Like `Symmetric`, but a new (trusted) source takes over at once,
+    /// however recently the old one sent.
+    Handover,
+}
+
+impl FromStr for Latching {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "symmetric" => Ok(Latching::Symmetric),
+            "asymmetric" => Ok(Latching::Asymmetric),
+            "handover" | "media handover" | "media-handover" => Ok(Latching::Handover),
+            _ => Err(Error::Invalid(format!(
+                "latching {s:?}: expected symmetric, asymmetric or handover"
+            ))),
+        }
+    }
+}
+
 /// How to create a leg (one endpoint's media stream) in a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegSpec {
@@ -236,6 +270,8 @@ pub struct LegSpec {
     pub label: Option<String>,
     /// Overrides `EngineConfig::strict_source` for this leg.
     pub strict_source: Option<bool>,
+    /// How the leg latches to its endpoint's address.
+    pub latching: Latching,
     /// RTP clock rate of the stream, for jitter in milliseconds (RFC 3550 A.8).
     pub clock_rate: u32,
     /// Negotiated codec; needed only for transcoding (both connected legs
@@ -250,6 +286,7 @@ impl Default for LegSpec {
             rtcp_mux: false,
             label: None,
             strict_source: None,
+            latching: Latching::Symmetric,
             clock_rate: 8000,
             codec: None,
         }

@@ -4,7 +4,7 @@
 //! pinned to one worker for life, so all legs of a call share a thread and
 //! the packet path never locks.
 
-use crate::config::{EngineConfig, LegCodec, LegSpec};
+use crate::config::{EngineConfig, Latching, LegCodec, LegSpec};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventQueue};
 use crate::playback::{self, DtmfOptions, LegDtmf, PlayInfo, PlayOptions};
@@ -12,7 +12,7 @@ use crate::ports::PortPool;
 use crate::stats::{EngineStats, InterfaceStats, SessionStats, WorkerCounters, WorkerStats};
 use crate::sys::thread_cpu_time;
 use crate::types::{LegId, SessionId};
-use crate::worker::{Command, NewLeg, RecordingInfo, RecordingSpec, Worker, WorkerConfig, WAKER};
+use crate::worker::{Command, LegChange, NewLeg, RecordingInfo, RecordingSpec, Worker, WorkerConfig, WAKER};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -204,6 +204,7 @@ impl Engine {
             local_rtcp: rtcp,
             label: spec.label.clone(),
             strict: spec.strict_source.unwrap_or(self.config.strict_source),
+            latching: spec.latching,
             clock_rate: spec.clock_rate,
             codec: spec.codec.clone(),
         });
@@ -376,6 +377,69 @@ impl Engine {
             reply,
         })?;
         Ok(duration)
+    }
+
+    /// Per-request latching flags for the leg (rtpengine's `strict source`,
+    /// `symmetric`, `asymmetric`, `media handover`); `strict_source: None`
+    /// takes the engine default. What was latched is forgotten.
+    ///
+    /// RTP-bleed protection (every mode that latches): a source takes an
+    /// unlatched stream at once only if its IP is the SDP's (`set_remote`),
+    /// or if the SDP address is private/unroutable and the source's is not
+    /// (NAT); RTCP also from the IP the RTP stream latched to. Any other
+    /// source must first send 3 consecutive packets with continuous RTP
+    /// sequence numbers; until then its packets are dropped as `Stranger`.
+    pub fn set_leg_latching(
+        &self,
+        session: SessionId,
+        leg: LegId,
+        strict_source: Option<bool>,
+        latching: Latching,
+    ) -> Result<()> {
+        let w = self.worker_of(session)?;
+        let strict = strict_source.unwrap_or(self.config.strict_source);
+        let change = LegChange::Latching { strict, latching };
+        self.call(w, |reply| Command::ChangeLeg {
+            session,
+            leg,
+            change,
+            reply,
+        })
+    }
+
+    /// Rewrites RTP payload types on media received from the leg and
+    /// relayed to its partner, `(in_pt, out_pt)` pairs: for the same codec
+    /// negotiated under different numbers on the two sides (dynamic opus 111
+    /// vs 96, telephone-event 101 vs 100). Done in place, no allocation; an
+    /// empty map turns it off. Transcoded legs ignore it (the encoder
+    /// writes the partner's payload type).
+    pub fn set_leg_pt_map(&self, session: SessionId, leg: LegId, map: &[(u8, u8)]) -> Result<()> {
+        let w = self.worker_of(session)?;
+        let mut table = [0u8; 128];
+        for (i, t) in table.iter_mut().enumerate() {
+            *t = i as u8;
+        }
+        for &(from, to) in map {
+            if from > 127 || to > 127 {
+                return Err(Error::Invalid(format!(
+                    "payload type map {from} -> {to}: payload types are 0..=127"
+                )));
+            }
+            // With the marker bit these would read as RTCP (RFC 5761 §4).
+            if (64..=95).contains(&to) {
+                return Err(Error::Invalid(format!(
+                    "payload type {to} collides with RTCP packet types (RFC 5761 §4)"
+                )));
+            }
+            table[usize::from(from)] = to;
+        }
+        let change = LegChange::PtMap((!map.is_empty()).then(|| Box::new(table)));
+        self.call(w, |reply| Command::ChangeLeg {
+            session,
+            leg,
+            change,
+            reply,
+        })
     }
 
     /// Sets the leg's RFC 4733 payload type and key press detection (see

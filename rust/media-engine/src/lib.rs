@@ -4,11 +4,15 @@
 //! from the sans-IO crate `media_core`. An [`Engine`] holds one UDP
 //! [`PortPool`] per configured interface and a fixed set of worker threads,
 //! each with its own epoll (`mio::Poll`). Sessions (one per call) are pinned
-//! to a worker; their legs relay RTP/RTCP to each other without decoding,
-//! with symmetric-RTP latching, strict-source checks, flood limits and
-//! receive statistics (RFC 3550 Appendix A). Legs whose codecs (or ptimes)
-//! differ are transcoded through the core's jitter buffer and codecs on a
-//! 10 ms per-worker media tick. The engine also sends media of its own
+//! to a worker; their legs relay RTP/RTCP to each other without decoding
+//! (payload type numbers rewritten in place where the sides differ,
+//! [`Engine::set_leg_pt_map`]), with per-leg latching (symmetric,
+//! asymmetric or media handover, optionally strict; RTP-bleed protected:
+//! see [`Engine::set_leg_latching`]), flood limits and receive statistics
+//! (RFC 3550 Appendix A). Legs whose codecs (or ptimes) differ are
+//! transcoded through the core's jitter buffer and codecs on a 10 ms
+//! per-worker media tick; RTCP ends at the engine there, which sends each
+//! endpoint its own SR/RR (RFC 3550 §6.4) and learns the round-trip time. The engine also sends media of its own
 //! into a leg ([`Engine::play`] for WAV prompts, [`Engine::send_dtmf`] for
 //! RFC 4733 or in-band DTMF), reports key presses heard on a leg
 //! ([`LegDtmf`], `Event::Dtmf`) and translates RFC 4733 payload types
@@ -40,7 +44,7 @@ mod sys;
 mod types;
 mod worker;
 
-pub use config::{EngineConfig, InterfaceSpec, LegCodec, LegSpec};
+pub use config::{EngineConfig, InterfaceSpec, Latching, LegCodec, LegSpec};
 pub use engine::{Engine, LegInfo};
 pub use error::{Error, Result};
 pub use events::Event;

@@ -12,7 +12,9 @@ use std::time::Duration;
 pub enum DropKind {
     /// Neither valid RTP (RFC 3550 §5.1) nor RTCP (§6.4.1).
     Garbage,
-    /// From an address other than the latched peer on a strict leg.
+    /// From an address other than the latched peer on a strict leg, or
+    /// from an untrusted source before the leg latched (RTP-bleed
+    /// protection).
     Stranger,
     /// Over the leg's packet-rate limit.
     Flood,
@@ -117,6 +119,9 @@ pub struct LegStats {
     /// SSRC of the current incoming source.
     pub ssrc: Option<u32>,
     pub ssrc_changes: u64,
+    /// Round-trip time to the endpoint from its RTCP reports on the
+    /// engine's own stream (transcoded legs, RFC 3550 §6.4.1).
+    pub rtt: Option<Duration>,
     /// Media from this leg is decoded and re-encoded for its peer.
     pub transcoding: bool,
     /// Id of the prompt being played into the leg, if any.
@@ -163,6 +168,8 @@ pub struct EngineStats {
     pub packets_relayed: u64,
     pub bytes_relayed: u64,
     pub rtcp_relayed: u64,
+    /// RTCP reports the engine sent itself (to endpoints of transcoded legs).
+    pub rtcp_sent: u64,
     pub dropped: DropCounts,
     /// recvmmsg failures other than "nothing to read".
     pub receive_errors: u64,
@@ -185,6 +192,7 @@ pub(crate) struct WorkerCounters {
     pub relayed: AtomicU64,
     pub relayed_bytes: AtomicU64,
     pub rtcp_relayed: AtomicU64,
+    pub rtcp_sent: AtomicU64,
     pub receive_errors: AtomicU64,
     pub recordings: AtomicUsize,
     pub recordings_failed: AtomicU64,
@@ -199,6 +207,7 @@ impl WorkerCounters {
         s.packets_relayed += self.relayed.load(Relaxed);
         s.bytes_relayed += self.relayed_bytes.load(Relaxed);
         s.rtcp_relayed += self.rtcp_relayed.load(Relaxed);
+        s.rtcp_sent += self.rtcp_sent.load(Relaxed);
         s.receive_errors += self.receive_errors.load(Relaxed);
         s.recordings_active += self.recordings.load(Relaxed);
         s.recordings_failed += self.recordings_failed.load(Relaxed);

@@ -251,6 +251,15 @@ impl Batch {
         (sent, None)
     }
 
+    /// Rewrites the payload type of RTP datagram `i` in place (RFC 3550
+    /// §5.1: low 7 bits of the second octet; the marker bit is kept).
+    pub fn rewrite_pt(&mut self, i: usize, map: &[u8; 128]) {
+        if i < self.received && self.hdrs[i].msg_len >= 2 {
+            let b = &mut self.bufs[i][1];
+            *b = (*b & 0x80) | (map[usize::from(*b & 0x7f)] & 0x7f);
+        }
+    }
+
     /// Bytes of datagram `i` of the last receive (0 if out of range).
     pub fn len_of(&self, i: usize) -> usize {
         if i < self.received {

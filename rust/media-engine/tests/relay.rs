@@ -253,6 +253,7 @@ fn unconnected_or_addressless_legs_count_no_destination() {
     let a = e.add_leg(s, &LegSpec::default()).unwrap();
     let b = e.add_leg(s, &LegSpec::default()).unwrap();
     let pa = peer();
+    e.set_remote(s, a.leg, addr(&pa), None).unwrap();
     pa.send_to(&rtp(1, 1, 1, 160), a.rtp).unwrap(); // not connected yet
     e.connect(s, a.leg, b.leg).unwrap();
     pa.send_to(&rtp(2, 1, 1, 160), a.rtp).unwrap(); // b has no address yet
@@ -262,9 +263,14 @@ fn unconnected_or_addressless_legs_count_no_destination() {
     });
     assert_eq!(n, Some(2));
     // Once b latches (early media from the callee), a's media flows to it.
+    // With no SDP address to trust, b latches on the third packet in
+    // sequence (RTP-bleed protection); the first two are strangers.
     let pb = peer();
-    pb.send_to(&rtp(1, 2, 2, 160), b.rtp).unwrap();
-    assert_eq!(recv_up_to(&pa, 1).len(), 1, "a latched from its own packets");
+    for seq in 1..=3 {
+        pb.send_to(&rtp(seq, 2, 2, 160), b.rtp).unwrap();
+    }
+    assert_eq!(recv_up_to(&pa, 3).len(), 1, "a has its SDP address");
+    assert_eq!(e.session_stats(s).unwrap().legs[1].dropped.stranger, 2);
     pa.send_to(&rtp(3, 1, 1, 160), a.rtp).unwrap();
     assert_eq!(recv_up_to(&pb, 1).len(), 1);
 }

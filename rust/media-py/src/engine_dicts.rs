@@ -42,6 +42,7 @@ pub(crate) fn leg_stats_dict<'py>(py: Python<'py>, l: &me::LegStats) -> PyResult
     d.set_item("reordered", l.reordered)?;
     d.set_item("ssrc", l.ssrc)?;
     d.set_item("ssrc_changes", l.ssrc_changes)?;
+    d.set_item("rtt_ms", l.rtt.map(|r| r.as_secs_f64() * 1e3))?;
     d.set_item("transcoding", l.transcoding)?;
     d.set_item("playing", l.playing)?;
     d.set_item("last_packet_age_s", l.last_packet_age.map(|a| a.as_secs_f64()))?;
@@ -75,6 +76,7 @@ pub(crate) fn engine_stats_dict<'py>(
     d.set_item("packets_relayed", s.packets_relayed)?;
     d.set_item("bytes_relayed", s.bytes_relayed)?;
     d.set_item("rtcp_relayed", s.rtcp_relayed)?;
+    d.set_item("rtcp_sent", s.rtcp_sent)?;
     d.set_item("dropped", drops_dict(py, &s.dropped)?)?;
     d.set_item("receive_errors", s.receive_errors)?;
     d.set_item("sessions_refused", s.sessions_refused)?;

@@ -6,6 +6,7 @@ mod codec;
 mod conv;
 mod dtmf;
 mod engine;
+mod engine_args;
 mod engine_dicts;
 mod jitter;
 mod mixing;

@@ -2,7 +2,7 @@
 
 use super::inject::Injection;
 use super::recording::{RecordingInfo, RecordingSpec};
-use crate::config::LegCodec;
+use crate::config::{Latching, LegCodec};
 use crate::error::Result;
 use crate::playback::LegDtmf;
 use crate::ports::Allocation;
@@ -21,6 +21,7 @@ pub(crate) struct NewLeg {
     pub local_rtcp: Option<SocketAddr>,
     pub label: Option<String>,
     pub strict: bool,
+    pub latching: Latching,
     pub clock_rate: u32,
     pub codec: Option<LegCodec>,
 }
@@ -103,5 +104,21 @@ pub(crate) enum Command {
         dtmf: LegDtmf,
         reply: Reply<()>,
     },
+    ChangeLeg {
+        session: SessionId,
+        leg: LegId,
+        change: LegChange,
+        reply: Reply<()>,
+    },
     Shutdown,
+}
+
+/// Per-leg settings changed after the leg exists.
+pub(crate) enum LegChange {
+    Latching {
+        strict: bool,
+        latching: Latching,
+    },
+    /// RTP payload type rewrite on relay (`None`: none).
+    PtMap(Option<Box<[u8; 128]>>),
 }

@@ -3,7 +3,9 @@
 
 use super::dtmf_in::DtmfIn;
 use super::inject::{Injection, OutStream};
+use super::latch::{Latch, LatchRules, Learn};
 use super::transcode::Transcoder;
+use crate::config::Latching;
 use crate::config::LegCodec;
 use crate::playback::LegDtmf;
 use crate::ports::PortGuard;
@@ -84,41 +86,6 @@ impl RateLimiter {
     }
 }
 
-/// One latched stream address and when it last sent.
-#[derive(Copy, Clone, Debug, Default)]
-struct Latch {
-    addr: Option<SocketAddr>,
-    seen: Option<Instant>,
-}
-
-impl Latch {
-    /// Symmetric RTP: the first valid packet teaches the peer's address
-    /// (which differs from the SDP one behind NAT; RFC 3581 spirit, RFC 4961).
-    /// A non-strict leg moves to a new source only after the current one has
-    /// been silent for `relatch_after`; a strict leg never moves.
-    fn learn(&mut self, src: SocketAddr, now: Instant, strict: bool, relatch_after: Duration) -> bool {
-        match self.addr {
-            Some(a) if a == src => {
-                self.seen = Some(now);
-                false
-            }
-            Some(_) if strict => false,
-            Some(_)
-                if self
-                    .seen
-                    .is_some_and(|s| now.saturating_duration_since(s) < relatch_after) =>
-            {
-                false
-            }
-            _ => {
-                self.addr = Some(src);
-                self.seen = Some(now);
-                true
-            }
-        }
-    }
-}
-
 pub(crate) struct Leg {
     pub session: SessionId,
     pub id: LegId,
@@ -151,6 +118,15 @@ pub(crate) struct Leg {
     /// The engine's own RTP stream towards the leg's endpoint.
     pub out: OutStream,
     strict: bool,
+    latching: Latching,
+    /// RTP payload type rewrite towards the peer (same codec, different
+    /// numbers on each side): index is the PT received, value the PT sent.
+    pub pt_map: Option<Box<[u8; 128]>>,
+    /// When the engine's next RTCP report to this leg's endpoint is due
+    /// (transcoded legs, where the engine is the RTP source: RFC 3550 §6.4).
+    pub next_report: Option<Instant>,
+    /// Round-trip time from the endpoint's last report on our stream.
+    pub rtt: Option<Duration>,
     limiter: RateLimiter,
     receiver: Receiver,
     /// Start of the current silence: last RTP, or creation / set_remote.
@@ -192,6 +168,7 @@ pub(crate) struct LegParts {
     pub local_rtp: SocketAddr,
     pub local_rtcp: Option<SocketAddr>,
     pub strict: bool,
+    pub latching: Latching,
     pub receiver: Receiver,
     pub clock_rate: u32,
     pub codec: Option<LegCodec>,
@@ -223,6 +200,10 @@ impl Leg {
             inject: None,
             out: OutStream::new(random_seed(p.session, p.id)),
             strict: p.strict,
+            latching: p.latching,
+            pt_map: None,
+            next_report: None,
+            rtt: None,
             limiter: RateLimiter::new(policy.max_pps, now),
             receiver: p.receiver,
             silent_since: now,
@@ -249,6 +230,20 @@ impl Leg {
         if self.timed_out || self.last_rtp.is_none() {
             self.silent_since = now;
         }
+    }
+
+    /// Per-request latching flags (strict source, symmetric / asymmetric /
+    /// media handover); what was latched is forgotten.
+    pub fn set_latching(&mut self, strict: bool, latching: Latching) {
+        self.strict = strict;
+        self.latching = latching;
+        self.latch_rtp = Latch::default();
+        self.latch_rtcp = Latch::default();
+    }
+
+    /// The engine's receive statistics for RTCP reports it sends itself.
+    pub fn receiver_mut(&mut self) -> &mut Receiver {
+        &mut self.receiver
     }
 
     /// Receive statistics at a new RTP clock rate (a new codec): they
@@ -307,15 +302,19 @@ impl Leg {
         if self.strict && latch.addr.is_some_and(|a| a != src) {
             return (Verdict::Drop(DropKind::Stranger), notice);
         }
-        if !self.limiter.allow(now) {
-            return (Verdict::Drop(DropKind::Flood), notice);
-        }
+        // The rate limit applies to what a leg accepts (below): a stranger's
+        // flood before latching cannot use up the real endpoint's budget.
         // Version 2 (RFC 3550 §5.1, §6.4.1) checked here first: it rejects
         // most garbage (STUN, random bytes) before the parsers, whose error
         // values allocate.
         if d.data.len() < 4 || d.data[0] >> 6 != 2 {
             return (Verdict::Drop(DropKind::Garbage), notice);
         }
+        let rules = LatchRules {
+            strict: self.strict,
+            mode: self.latching,
+            relatch_after: policy.relatch_after,
+        };
         if rtcp {
             // RFC 3550 §6.4.1 common header (version, length) and an RTCP
             // packet type (RFC 5761 §4 range).
@@ -323,8 +322,17 @@ impl Leg {
             if !ok {
                 return (Verdict::Drop(DropKind::Garbage), notice);
             }
-            if own_rtcp_stream && self.latch_rtcp.learn(src, now, self.strict, policy.relatch_after) {
-                notice.latched = Some((src, true));
+            if own_rtcp_stream {
+                let rtp_ip = self.latch_rtp.addr.map(|a| a.ip());
+                let sdp = self.remote_rtcp.or(self.remote_rtp);
+                match self.latch_rtcp.learn(src, None, now, &rules, sdp, rtp_ip) {
+                    Learn::Latched => notice.latched = Some((src, true)),
+                    Learn::Stranger => return (Verdict::Drop(DropKind::Stranger), notice),
+                    Learn::Accept => {}
+                }
+            }
+            if !self.limiter.allow(now) {
+                return (Verdict::Drop(DropKind::Flood), notice);
             }
             self.rtcp_in += 1;
             self.bytes_in += d.data.len() as u64;
@@ -333,8 +341,16 @@ impl Leg {
         let Ok(view) = RtpView::parse(d.data) else {
             return (Verdict::Drop(DropKind::Garbage), notice);
         };
-        if self.latch_rtp.learn(src, now, self.strict, policy.relatch_after) {
-            notice.latched = Some((src, false));
+        match self
+            .latch_rtp
+            .learn(src, Some(view.sequence().0), now, &rules, self.remote_rtp, None)
+        {
+            Learn::Latched => notice.latched = Some((src, false)),
+            Learn::Stranger => return (Verdict::Drop(DropKind::Stranger), notice),
+            Learn::Accept => {}
+        }
+        if !self.limiter.allow(now) {
+            return (Verdict::Drop(DropKind::Flood), notice);
         }
         // RFC 3550 A.1/A.8 statistics, across SSRC changes (§8.2).
         self.receiver
@@ -384,6 +400,7 @@ impl Leg {
             reordered: src.map_or(0, |s| s.reordered()),
             ssrc: src.map(|s| s.ssrc().0),
             ssrc_changes: self.receiver.ssrc_changes(),
+            rtt: self.rtt,
             transcoding: self.transcode.is_some(),
             playing: self.inject.as_ref().and_then(|i| i.play()),
             last_packet_age: self.last_rtp.map(|t| now.saturating_duration_since(t)),
@@ -409,29 +426,6 @@ mod tests {
         assert!((49..=51).contains(&later), "{later}");
         let mut off = RateLimiter::new(0, t0);
         assert!((0..10_000).all(|_| off.allow(t0)));
-    }
-
-    #[test]
-    fn latch_moves_only_after_silence_unless_strict() {
-        let t0 = Instant::now();
-        let a: SocketAddr = "192.0.2.1:4000".parse().unwrap();
-        let b: SocketAddr = "192.0.2.2:5000".parse().unwrap();
-        let gap = Duration::from_millis(500);
-        let mut l = Latch::default();
-        assert!(l.learn(a, t0, false, gap));
-        assert!(!l.learn(a, t0, false, gap));
-        assert!(
-            !l.learn(b, t0 + Duration::from_millis(100), false, gap),
-            "a still active"
-        );
-        assert!(
-            l.learn(b, t0 + Duration::from_millis(600), false, gap),
-            "a silent long enough"
-        );
-        let mut s = Latch::default();
-        assert!(s.learn(a, t0, true, gap));
-        assert!(!s.learn(b, t0 + Duration::from_secs(10), true, gap));
-        assert_eq!(s.addr, Some(a));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::dtmf_in::DtmfIn;
 use super::inject::{Injection, Progress};
-use super::Worker;
+use super::{LegChange, Worker};
 use crate::config::LegCodec;
 use crate::error::{Error, Result};
 use crate::events::Event;
@@ -15,6 +15,17 @@ use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 impl Worker {
+    /// Applies a per-leg change (latching flags, payload type map).
+    pub(super) fn change_leg(&mut self, session: SessionId, leg: LegId, change: LegChange) -> Result<()> {
+        let key = self.leg_key(session, leg)?;
+        let l = self.legs.get_mut(key).ok_or(Error::UnknownLeg { session, leg })?;
+        match change {
+            LegChange::Latching { strict, latching } => l.set_latching(strict, latching),
+            LegChange::PtMap(map) => l.pt_map = map,
+        }
+        Ok(())
+    }
+
     /// What injected media into the leg is encoded as: the leg's own codec
     /// (what its endpoint sends and expects); for a relayed leg without
     /// one, the connected partner's (in relay mode the endpoint receives

@@ -6,10 +6,12 @@
 mod command;
 mod dtmf_in;
 pub(crate) mod inject;
+mod latch;
 mod leg;
 mod media_cmds;
 mod recording;
 mod relay;
+mod rtcp;
 mod slab;
 mod transcode;
 
@@ -38,7 +40,7 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Period of the media tick that drives transcoding (pops and encodes).
 const MEDIA_TICK: Duration = Duration::from_millis(10);
 
-pub(crate) use command::{Command, NewLeg};
+pub(crate) use command::{Command, LegChange, NewLeg};
 
 /// Settings a worker needs, copied from the engine config.
 #[derive(Copy, Clone, Debug)]
@@ -56,7 +58,7 @@ impl WorkerConfig {
                 relatch_after,
             },
             media_timeout,
-            opus_complexity: 9,
+            opus_complexity: 5,
         }
     }
     /// Housekeeping period: a quarter of the media timeout, within
@@ -191,6 +193,7 @@ impl Worker {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.send_reports(now);
         let timeout = self.config.media_timeout;
         for leg in self.legs.iter_mut() {
             if let Some(silent_for) = leg.check_timeout(now, timeout) {
@@ -287,6 +290,14 @@ impl Worker {
             } => {
                 let _ = reply.send(self.set_dtmf(session, leg, dtmf));
             }
+            Command::ChangeLeg {
+                session,
+                leg,
+                change,
+                reply,
+            } => {
+                let _ = reply.send(self.change_leg(session, leg, change));
+            }
             Command::Shutdown => {}
         }
     }
@@ -330,6 +341,7 @@ impl Worker {
             local_rtp: new.local_rtp,
             local_rtcp: new.local_rtcp,
             strict: new.strict,
+            latching: new.latching,
             receiver,
             clock_rate: new.clock_rate,
             codec: new.codec,

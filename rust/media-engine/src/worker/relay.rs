@@ -26,6 +26,9 @@ struct Route {
     muted: bool,
     rtp: (RawFd, Option<SocketAddr>),
     rtcp: (RawFd, Option<SocketAddr>),
+    /// SSRC of the stream the engine itself sends to this side's endpoint
+    /// (the partner's transcoder), for RTCP that ends here.
+    sender_ssrc: Option<u32>,
 }
 
 impl Worker {
@@ -49,6 +52,7 @@ impl Worker {
                     muted: pl.inject.is_some(),
                     rtp: (pl.rtp.as_raw_fd(), pl.rtp_dest()),
                     rtcp: pl.rtcp_route(),
+                    sender_ssrc: pl.transcode.as_ref().map(|t| t.ssrc()),
                 })
             });
             let n = match self.batch.recv(fd) {
@@ -115,6 +119,11 @@ impl Worker {
                     }
                 } else if verdict == Verdict::Rtp {
                     t.push(d.data, now, self.epoch);
+                } else if verdict == Verdict::Rtcp {
+                    // The engine is the RTP source towards this endpoint:
+                    // its RTCP ends here (see worker::rtcp).
+                    let ours = route.and_then(|r| r.sender_ssrc);
+                    leg.on_terminated_rtcp(d.data, arrival, ours);
                 }
                 if matches!(verdict, Verdict::Rtp | Verdict::Rtcp) {
                     verdict = Verdict::Consumed;
@@ -130,6 +139,9 @@ impl Worker {
             };
             match (verdict, dest) {
                 (Verdict::Rtp, Some(_)) => {
+                    if let Some(map) = leg.pt_map.as_deref() {
+                        self.batch.rewrite_pt(i, map);
+                    }
                     rtp_out[nr] = i as u8;
                     nr += 1;
                 }

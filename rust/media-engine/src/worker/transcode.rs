@@ -98,6 +98,37 @@ pub(crate) struct Transcoder {
     pub errors: u64,
     events: EventMap,
     event_packet: Vec<u8>,
+    /// RFC 3550 §6.4.1 sender info of the outgoing stream.
+    pub sent: SenderCounts,
+}
+
+/// What a sender report says about the stream a transcoder sends
+/// (RFC 3550 §6.4.1): packets and payload octets so far (wrapping), and
+/// the RTP timestamp of one sampling instant to extrapolate from.
+#[derive(Copy, Clone, Debug, Default)]
+pub(crate) struct SenderCounts {
+    pub packets: u32,
+    pub octets: u32,
+    /// (sampling instant, its RTP timestamp) of the last audio packet.
+    anchor: Option<(Instant, u32)>,
+    clock_rate: u32,
+}
+
+impl SenderCounts {
+    fn count(&mut self, packet_len: usize) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(packet_len.saturating_sub(12) as u32);
+    }
+
+    /// The RTP timestamp corresponding to `now` (§6.4.1: "the same time as
+    /// the NTP timestamp, but in the units of the RTP timestamp").
+    pub fn rtp_timestamp_at(&self, now: Instant) -> Option<u32> {
+        let (at, ts) = self.anchor?;
+        let ahead = now.saturating_duration_since(at).as_micros() as u64;
+        let behind = at.saturating_duration_since(now).as_micros() as u64;
+        let units = |us: u64| (us * u64::from(self.clock_rate) / 1_000_000) as u32;
+        Some(ts.wrapping_add(units(ahead)).wrapping_sub(units(behind)))
+    }
 }
 
 /// RFC 4733 telephone-events across a transcoder: the payload type of each
@@ -183,6 +214,10 @@ impl Transcoder {
                 ..EventMap::default()
             },
             event_packet: Vec::with_capacity(64),
+            sent: SenderCounts {
+                clock_rate: to.clock_rate,
+                ..SenderCounts::default()
+            },
         })
     }
 
@@ -215,6 +250,11 @@ impl Transcoder {
     }
 
     /// True for the input side's telephone-event payload type.
+    /// SSRC of the stream this transcoder sends.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
     pub fn is_event(&self, pt: u8) -> bool {
         self.events.in_pt == Some(pt)
     }
@@ -261,6 +301,7 @@ impl Transcoder {
         // Several events may be stacked in one packet (§2.5.1.5); only the
         // first is rescaled, the rest are dropped.
         self.seq = self.seq.wrapping_add(1);
+        self.sent.count(self.event_packet.len());
         Some(&self.event_packet)
     }
 
@@ -293,10 +334,13 @@ impl Transcoder {
                 continue;
             }
             while self.fifo.len() >= self.frame {
+                let ts = self.ts;
                 if self.encode_packet().is_err() {
                     self.errors += 1;
                     break;
                 }
+                self.sent.anchor = Some((due - self.ptime, ts));
+                self.sent.count(self.packet.len());
                 send(&self.packet);
             }
         }

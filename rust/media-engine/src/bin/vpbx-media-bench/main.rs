@@ -8,7 +8,15 @@
 //!     --calls 100,500,1000,2000 --seconds 10
 //! cargo run --release -p vpbx-media-engine --bin vpbx-media-bench -- \
 //!     --calls 100,200 --seconds 10 --codec-b opus      # transcoding PCMU <-> opus
+//! cargo run --release -p vpbx-media-engine --bin vpbx-media-bench -- \
+//!     --calls 1000 --seconds 20 --record /tmp/rec   # + a stereo WAV per call
 //! ```
+//!
+//! With `--record DIR` every call is also recorded (stereo WAV, leg A left,
+//! leg B right) into DIR/bench-N.wav for the whole run; the recordings are
+//! stopped before the sessions are deleted and their totals printed (files
+//! are left for checking). Compare with a run without it for the CPU a
+//! recording costs.
 //!
 //! With `--codec-b` other than PCMU, leg B speaks that codec and the engine
 //! transcodes; "received" then also counts the few concealment frames the
@@ -30,7 +38,7 @@
 mod gen;
 
 use gen::{gen_socket, receiver, rss_kib, sender, sockaddr_in, udp_rcvbuf_errors, Stream};
-use media_engine::{Engine, EngineConfig, LegCodec, LegSpec, SessionId};
+use media_engine::{Engine, EngineConfig, LegCodec, LegSpec, RecordingLayout, RecordingSpec, SessionId};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -49,6 +57,7 @@ struct Args {
     codec_b: String,
     opus_complexity: u8,
     json: Option<String>,
+    record: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,8 +71,9 @@ fn parse_args() -> Result<Args, String> {
         port_max: 39999,
         mux: false,
         codec_b: "PCMU".into(),
-        opus_complexity: 9,
+        opus_complexity: 5,
         json: None,
+        record: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,11 +96,12 @@ fn parse_args() -> Result<Args, String> {
             "--codec-b" => a.codec_b = v()?,
             "--opus-complexity" => a.opus_complexity = num(v()?)?.min(10) as u8,
             "--json" => a.json = Some(v()?),
+            "--record" => a.record = Some(v()?.into()),
             "-h" | "--help" => {
                 return Err(
                     "usage: vpbx-media-bench [--calls 100,500] [--seconds 10] [--warmup 2] \
                      [--workers 0] [--gen-sockets 4] [--port-min 20000] [--port-max 39999] [--mux] \
-                     [--codec-b PCMU|PCMA|G722|opus] [--opus-complexity 9] [--json FILE]"
+                     [--codec-b PCMU|PCMA|G722|opus] [--opus-complexity 5] [--json FILE] [--record DIR]"
                         .into(),
                 )
             }
@@ -117,6 +128,11 @@ struct Row {
     /// Datagrams the engine received (relayed or dropped) over the run.
     engine_in: u64,
     engine_out: u64,
+    /// With `--record`: files, audio seconds and bytes written, packets concealed.
+    recordings: usize,
+    recorded_s: f64,
+    recorded_bytes: u64,
+    recorded_gaps: u64,
 }
 
 fn raise_fd_limit() {
@@ -190,6 +206,18 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
         set(&la, &ga[i % k]).map_err(|e| e.to_string())?;
         set(&lb, &gb[i % k]).map_err(|e| e.to_string())?;
         engine.connect(s, la.leg, lb.leg).map_err(|e| e.to_string())?;
+        if let Some(dir) = &a.record {
+            let spec = RecordingSpec {
+                path: dir.join(format!("bench-{i}.wav")),
+                layout: RecordingLayout::Stereo,
+                legs: Vec::new(),
+                codecs: vec![
+                    Some(LegCodec::new("PCMU", 8000, 0)),
+                    Some(LegCodec::new(&a.codec_b, rate_b, pt_b)),
+                ],
+            };
+            engine.start_recording(s, spec).map_err(|e| e.to_string())?;
+        }
         to_a.push(sockaddr_in(la.rtp));
         to_b.push(sockaddr_in(lb.rtp));
         port_map[usize::from(la.rtp.port())] = (2 * i + 1) as u32;
@@ -245,6 +273,16 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
     let st = engine.engine_stats();
     let workers = st.workers.len();
     let engine_in = st.packets_relayed + st.dropped.total();
+    let (mut recordings, mut recorded_s, mut recorded_bytes, mut recorded_gaps) = (0, 0.0, 0, 0);
+    if a.record.is_some() {
+        for &s in &sessions {
+            let info = engine.stop_recording(s).map_err(|e| e.to_string())?;
+            recordings += 1;
+            recorded_s += info.duration.as_secs_f64();
+            recorded_gaps += info.gaps_filled;
+            recorded_bytes += std::fs::metadata(&info.path).map_or(0, |m| m.len());
+        }
+    }
     for s in sessions {
         engine.delete_session(s).map_err(|e| e.to_string())?;
     }
@@ -277,6 +315,10 @@ fn run(a: &Args, calls: usize) -> Result<Row, String> {
         gen_skipped_pct: 100.0 * (skip_a + skip_b) as f64 / (2 * ticks).max(1) as f64,
         engine_in,
         engine_out: st.packets_relayed,
+        recordings,
+        recorded_s,
+        recorded_bytes,
+        recorded_gaps,
     })
 }
 
@@ -345,6 +387,15 @@ fn main() {
                         r.engine_out.saturating_sub(r.received)
                     );
                 }
+                if r.recordings > 0 {
+                    println!(
+                        "       (recorded {} calls: {:.1} s of audio each on average, {} bytes, {} packets concealed)",
+                        r.recordings,
+                        r.recorded_s / r.recordings as f64,
+                        r.recorded_bytes,
+                        r.recorded_gaps
+                    );
+                }
                 if r.host_rcvbuf_errors > 0 {
                     println!(
                         "       (host UDP RcvbufErrors during the window: {})",
@@ -367,7 +418,8 @@ fn main() {
                     "{{\"calls\":{},\"workers\":{},\"sent\":{},\"received\":{},\"loss_pct\":{:.6},\
                      \"relayed_pps\":{:.1},\"cpu_us_per_packet\":{:.4},\"worker_cpu_pct\":{:.2},\"calls_per_core\":{:.0},\
                      \"rss_kib_per_call\":{:.3},\"engine_drops\":{},\"host_rcvbuf_errors\":{},\
-                     \"generator_late_ms\":{:.2},\"generator_skipped_pct\":{:.3}}}",
+                     \"generator_late_ms\":{:.2},\"generator_skipped_pct\":{:.3},\"recordings\":{},\
+                     \"recorded_s\":{:.3},\"recorded_bytes\":{},\"recorded_gaps\":{}}}",
                     r.calls,
                     r.workers,
                     r.sent,
@@ -381,7 +433,11 @@ fn main() {
                     r.drops,
                     r.host_rcvbuf_errors,
                     r.gen_late_ms,
-                    r.gen_skipped_pct
+                    r.gen_skipped_pct,
+                    r.recordings,
+                    r.recorded_s,
+                    r.recorded_bytes,
+                    r.recorded_gaps
                 )
             })
             .collect();
