@@ -128,6 +128,7 @@ class Baresip:
     ) -> None:
         self.home = home
         self.user = user
+        self.registrar = registrar
         self.sip = sip_port()
         self.ctrl = tcp_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -256,12 +257,14 @@ class Baresip:
         assert len(files) == 1, files
         return files[0]
 
-    def received(self, start: str) -> list[str]:
-        """SIP messages this phone received (from its `-s` trace) whose first line starts with
-        `start`, e.g. "INVITE " or "SIP/2.0 200"."""
+    def received(self, start: str, *, proto: str = "") -> list[str]:
+        """SIP messages this phone received from the registrar (its `-s` trace shows each as
+        "PROTO FROM -> TO" then the message) whose first line starts with `start`, e.g.
+        "INVITE " or "SIP/2.0 200"; with `proto` ("UDP", "TCP"), only those that came that way."""
+        host, port = self.registrar
         out = []
         for chunk in self.log().split("\x1b[36;1m#\n")[1:]:
             route, _, message = chunk.partition("\n")
-            if route.endswith(f"-> 127.0.0.1:{self.sip}") and message.startswith(start):
+            if route.startswith(proto) and f" {host}:{port} -> " in route and message.startswith(start):
                 out.append(message.split("\x1b[;m")[0].replace("\r\n", "\n"))
         return out

@@ -133,9 +133,17 @@ def phones(pbx: Pbx, tmp_path: Path) -> Iterator[list[Baresip]]:
 
 
 def start_pair(
-    pbx: Pbx, tmp: Path, phones: list[Baresip], *, alice: str, bob: str
+    pbx: Pbx,
+    tmp: Path,
+    phones: list[Baresip],
+    *,
+    alice: str = "pcmu",
+    bob: str = "pcmu",
+    transport: str = "udp",
+    bob_answers: bool = True,
 ) -> tuple[Baresip, Baresip]:
-    """201 and 202 registered (codecs as given); 202 answers by itself, 201 too."""
+    """201 and 202 registered over `transport` (codecs as given); 201 answers by itself,
+    202 too unless `bob_answers` is false (then it rings until told to accept)."""
     accepted = 'vpbx_sip_register_results_total{result="accepted"}'
     before = pbx.metrics().get(accepted, 0.0)
     a = Baresip(
@@ -146,6 +154,7 @@ def start_pair(
         source=write_tone(tmp / "alice.wav", ALICE_TONE),
         codecs=alice,
         auto_answer=True,
+        transport=transport,
     )
     b = Baresip(
         tmp / "bob",
@@ -154,7 +163,8 @@ def start_pair(
         registrar=pbx.sip,
         source=write_tone(tmp / "bob.wav", BOB_TONE),
         codecs=bob,
-        auto_answer=True,
+        auto_answer=bob_answers,
+        transport=transport,
     )
     for phone in (a, b):
         phones.append(phone)
@@ -191,17 +201,21 @@ def assert_heard(phone: Baresip, freq: float) -> None:
     assert seconds >= TALK_S - 1.0, (seconds, len(samples) / rate)
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_baresip_calls_baresip_with_audio_both_ways_through_vpbx(
-    pbx: Pbx, tmp_path: Path, phones: list[Baresip]
+    pbx: Pbx, tmp_path: Path, phones: list[Baresip], transport: str
 ) -> None:
-    a, b = start_pair(pbx, tmp_path, phones, alice="pcmu", bob="pcmu")
+    a, b = start_pair(pbx, tmp_path, phones, transport=transport)
     before, before_cdr = pbx.metrics(), pbx.cdr_count()
     talk(a, b, BOB)
     assert_heard(b, ALICE_TONE)  # the callee heard the caller's 440 Hz
     assert_heard(a, BOB_TONE)  # and the caller the callee's 660 Hz
     # Anchored media: each phone was given vpbx's RTP port, never the other phone's.
-    (invite,) = b.received("INVITE ")
-    (answer,) = [m for m in a.received("SIP/2.0 200") if re.search(r"^CSeq: \d+ INVITE$", m, re.M)]
+    # Over TCP, vpbx reached the callee on the connection its REGISTER opened (RFC 5923 aside,
+    # a phone behind NAT can only be reached that way).
+    (invite,) = b.received("INVITE ", proto=transport.upper())
+    answers = a.received("SIP/2.0 200", proto=transport.upper())
+    (answer,) = [m for m in answers if re.search(r"^CSeq: \d+ INVITE$", m, re.M)]
     for host, port in (media_port(invite), media_port(answer)):
         assert host == "127.0.0.1" and PORT_MIN <= port <= PORT_MAX, (host, port)
     after = pbx.metrics()
@@ -221,7 +235,7 @@ def test_reverse_call_pcma_to_pcmu_is_transcoded_by_vpbx(
     pbx: Pbx, tmp_path: Path, phones: list[Baresip]
 ) -> None:
     """202 only speaks PCMA, 201 only PCMU: vpbx offers 201 both, and transcodes."""
-    a, b = start_pair(pbx, tmp_path, phones, alice="pcmu", bob="pcma")
+    a, b = start_pair(pbx, tmp_path, phones, bob="pcma")
     before_cdr = pbx.cdr_count()
     in_call = threading.Event()
     samples: list[float] = []
@@ -244,3 +258,51 @@ def test_reverse_call_pcma_to_pcmu_is_transcoded_by_vpbx(
     assert re.search(r"^a=rtpmap:0 PCMU/8000", invite, re.M), invite  # what 201 was offered
     assert max(samples, default=0) >= 2, samples
     assert pbx.last_cdr(before_cdr)[:5] == ("internal", BOB, ALICE, "answered", "caller hung up")
+
+
+def test_ringing_phone_cancelled_declined_then_answered_and_hung_up_by_the_callee(
+    pbx: Pbx, tmp_path: Path, phones: list[Baresip]
+) -> None:
+    """202 rings (no auto-answer): 201 gives up (CANCEL), then 202 declines (486), then 202
+    picks up and hangs up itself: each call ends on both phones and leaves its CDR."""
+    a, b = start_pair(pbx, tmp_path, phones, bob_answers=False)
+    before_cdr = pbx.cdr_count()
+
+    def ring() -> None:
+        assert a.command("dial", BOB)["ok"]
+        b.wait_event("CALL_INCOMING")
+        a.wait_event("CALL_RINGING")
+
+    ring()
+    assert a.command("hangup")["ok"]
+    a.wait_event("CALL_CLOSED")
+    b.wait_event("CALL_CLOSED")
+    assert pbx.last_cdr(before_cdr)[3:] == ("cancelled", "caller cancelled", 0.0)
+
+    before_cdr = pbx.cdr_count()
+    ring()
+    assert b.command("hangup")["ok"]  # baresip declines with 486 Busy Here
+    assert a.wait_event("CALL_CLOSED")["param"].startswith("486")
+    b.wait_event("CALL_CLOSED")
+    assert pbx.last_cdr(before_cdr)[3:] == ("busy", "486", 0.0)
+
+    before_cdr = pbx.cdr_count()
+    ring()
+    assert b.command("accept")["ok"]
+    a.wait_event("CALL_ESTABLISHED")
+    b.wait_event("CALL_ESTABLISHED")
+    time.sleep(1.0)
+    assert b.command("hangup")["ok"]
+    b.wait_event("CALL_CLOSED")
+    a.wait_event("CALL_CLOSED")  # vpbx relayed 202's BYE
+    direction, caller, callee, disposition, cause, billsec = pbx.last_cdr(before_cdr)
+    assert (direction, caller, callee, disposition, cause) == (
+        "internal",
+        ALICE,
+        BOB,
+        "answered",
+        "callee hung up",
+    )
+    assert 0.5 <= billsec <= 2.5, billsec
+    m = pbx.metrics()
+    assert m["vpbx_calls_active"] == 0 and m["vpbx_media_sessions"] == 0
