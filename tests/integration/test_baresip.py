@@ -306,3 +306,47 @@ def test_ringing_phone_cancelled_declined_then_answered_and_hung_up_by_the_calle
     assert 0.5 <= billsec <= 2.5, billsec
     m = pbx.metrics()
     assert m["vpbx_calls_active"] == 0 and m["vpbx_media_sessions"] == 0
+
+
+def sdp_direction(message: str) -> str:
+    m = re.search(r"^a=(sendrecv|sendonly|recvonly|inactive)$", message, re.M)
+    return m.group(1) if m else "sendrecv"  # RFC 4566 §6: sendrecv is the default
+
+
+def test_hold_and_resume_from_baresip_pass_through_vpbx(
+    pbx: Pbx, tmp_path: Path, phones: list[Baresip]
+) -> None:
+    """201 puts the call on hold and resumes it (re-INVITEs a=sendonly, then a=sendrecv):
+    vpbx re-offers each to 202 through the engine, returns 202's answer, and the media that
+    stopped during the hold flows both ways again after it."""
+    a, b = start_pair(pbx, tmp_path, phones)
+    before_cdr = pbx.cdr_count()
+    relayed = "vpbx_media_packets_relayed_total"
+
+    def packets_in(seconds: float) -> float:
+        time.sleep(0.5)  # let the media settle after the last change
+        start = pbx.metrics()[relayed]
+        time.sleep(seconds)
+        return pbx.metrics()[relayed] - start
+
+    assert a.command("dial", BOB)["ok"]
+    a.wait_event("CALL_ESTABLISHED")
+    b.wait_event("CALL_ESTABLISHED")
+    talking = packets_in(2.0)
+    assert a.command("hold")["ok"]
+    held = packets_in(2.0)
+    assert a.command("resume")["ok"]
+    resumed = packets_in(2.0)
+    assert a.command("hangup")["ok"]
+    a.wait_event("CALL_CLOSED")
+    b.wait_event("CALL_CLOSED")
+    offers = [sdp_direction(m) for m in b.received("INVITE ")]
+    answers = [
+        sdp_direction(m) for m in a.received("SIP/2.0 200") if re.search(r"^CSeq: \d+ INVITE$", m, re.M)
+    ]
+    assert offers == ["sendrecv", "sendonly", "sendrecv"], offers
+    assert answers == ["sendrecv", "recvonly", "sendrecv"], answers
+    # 20 ms packets both ways: 200 in 2 s; baresip sends nothing while on hold (RTCP aside)
+    assert talking >= 160 and resumed >= 160 and held <= 10, (talking, held, resumed)
+    assert pbx.last_cdr(before_cdr)[3:5] == ("answered", "caller hung up")
+    assert pbx.cdr_count() == before_cdr + 1  # re-INVITEs are not new calls
