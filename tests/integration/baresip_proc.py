@@ -125,6 +125,7 @@ class Baresip:
         auto_answer: bool = False,
         transport: str = "udp",
         rtp_ports: tuple[int, int] = (46000, 46999),
+        regint: int = 60,
     ) -> None:
         self.home = home
         self.user = user
@@ -160,7 +161,7 @@ class Baresip:
         ]
         (home / "config").write_text("\n".join(config) + "\n")
         host, port = registrar
-        params = f";auth_pass={password};audio_codecs={codecs};regint=60"
+        params = f";auth_pass={password};audio_codecs={codecs};regint={regint}"
         if auto_answer:
             params += ";answermode=auto"
         (home / "accounts").write_text(f"<sip:{user}@{host}:{port};transport={transport}>{params}\n")
@@ -181,11 +182,17 @@ class Baresip:
                 return self
             time.sleep(0.1)
         self.stop()
-        pytest.fail(f"baresip {self.user} did not start:\n{self.log()[-3000:]}")
+        pytest.fail(f"baresip {self.user} did not start:\n{self.tail()}")
 
     def log(self) -> str:
         path = self.home / "stdout.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def tail(self) -> str:
+        """The end of the log for a failure message, without the call status lines that
+        baresip rewrites in place every few ms."""
+        lines = [ln for ln in self.log().replace("\r", "\n").splitlines() if " audio=" not in ln]
+        return "\n".join(lines)[-4000:]
 
     def stop(self) -> None:
         if self.sock is not None:
@@ -235,7 +242,7 @@ class Baresip:
             if msg.get("response"):
                 return msg
             self.events.append(msg)
-        pytest.fail(f"baresip {self.user}: no answer to {name}:\n{self.log()[-3000:]}")
+        pytest.fail(f"baresip {self.user}: no answer to {name}:\n{self.tail()}")
 
     def wait_event(self, kind: str, *, timeout: float = 10.0) -> dict[str, Any]:
         """The first event of type `kind` (already received or arriving within `timeout`)."""
@@ -249,7 +256,7 @@ class Baresip:
             if msg.get("event"):
                 self.events.append(msg)
         seen = [e.get("type") for e in self.events]
-        pytest.fail(f"baresip {self.user}: no {kind} event (saw {seen}):\n{self.log()[-3000:]}")
+        pytest.fail(f"baresip {self.user}: no {kind} event (saw {seen}):\n{self.tail()}")
 
     def heard(self) -> Path:
         """The WAV of what this phone decoded from the network during its (only) call."""
