@@ -41,30 +41,27 @@ def baresip_binary() -> str:
     return path
 
 
-def sip_port() -> int:
-    """A port free on UDP and TCP whose next port is free on TCP too (baresip 1.0 always
-    opens SIP over TLS on sip_listen's port + 1)."""
+def phone_ports() -> tuple[int, int]:
+    """(SIP port, ctrl_tcp port), all distinct and free: the SIP port on UDP and TCP, and the
+    next one on TCP too (baresip 1.0 always opens SIP over TLS on sip_listen's port + 1).
+    All are held until chosen, so they cannot coincide; a phone must be started before the
+    next one is created, or the kernel may hand the same free ports out again."""
     for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = int(t.getsockname()[1])
+        with contextlib.ExitStack() as held:
+            tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
             try:
-                with (
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u,
-                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t2,
-                ):
-                    u.bind(("127.0.0.1", port))
-                    t2.bind(("127.0.0.1", port + 1))
+                udp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                udp.bind(("127.0.0.1", port))
+                tls = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                tls.bind(("127.0.0.1", port + 1))
             except OSError:
                 continue
-            return port
-    raise RuntimeError("no free port pair for baresip")
-
-
-def tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+            ctrl = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            ctrl.bind(("127.0.0.1", 0))
+            return port, int(ctrl.getsockname()[1])
+    raise RuntimeError("no free ports for baresip")
 
 
 def write_tone(path: Path, freq: float, *, seconds: float = 20.0, rate: int = 8000) -> Path:
@@ -130,8 +127,7 @@ class Baresip:
         self.home = home
         self.user = user
         self.registrar = registrar
-        self.sip = sip_port()
-        self.ctrl = tcp_port()
+        self.sip, self.ctrl = phone_ports()
         self.proc: subprocess.Popen[bytes] | None = None
         self.sock: socket.socket | None = None
         self.buf = b""
@@ -264,14 +260,20 @@ class Baresip:
         assert len(files) == 1, files
         return files[0]
 
-    def received(self, start: str, *, proto: str = "") -> list[str]:
-        """SIP messages this phone received from the registrar (its `-s` trace shows each as
-        "PROTO FROM -> TO" then the message) whose first line starts with `start`, e.g.
-        "INVITE " or "SIP/2.0 200"; with `proto` ("UDP", "TCP"), only those that came that way."""
+    def trace(self, start: str, *, proto: str = "") -> list[tuple[int, str]]:
+        """(this phone's port, message) for each SIP message it received from the registrar
+        (its `-s` trace shows each as "PROTO FROM -> TO" then the message) whose first line
+        starts with `start`, e.g. "INVITE " or "SIP/2.0 200"; with `proto` ("UDP", "TCP"),
+        only those that came that way."""
         host, port = self.registrar
         out = []
         for chunk in self.log().split("\x1b[36;1m#\n")[1:]:
             route, _, message = chunk.partition("\n")
             if route.startswith(proto) and f" {host}:{port} -> " in route and message.startswith(start):
-                out.append(message.split("\x1b[;m")[0].replace("\r\n", "\n"))
+                local = int(route.rpartition(":")[2])
+                out.append((local, message.split("\x1b[;m")[0].replace("\r\n", "\n")))
         return out
+
+    def received(self, start: str, *, proto: str = "") -> list[str]:
+        """The messages of `trace`."""
+        return [message for _port, message in self.trace(start, proto=proto)]
