@@ -119,7 +119,7 @@ class Baresip:
         registrar: tuple[str, int],
         source: Path,
         codecs: str = "pcmu",
-        auto_answer: bool = False,
+        answermode: str = "manual",
         transport: str = "udp",
         rtp_ports: tuple[int, int] = (46000, 46999),
         regint: int = 60,
@@ -157,9 +157,8 @@ class Baresip:
         ]
         (home / "config").write_text("\n".join(config) + "\n")
         host, port = registrar
-        params = f";auth_pass={password};audio_codecs={codecs};regint={regint}"
-        if auto_answer:
-            params += ";answermode=auto"
+        # answermode: manual (rings until `accept`), auto (answers), early (183 with media)
+        params = f";auth_pass={password};audio_codecs={codecs};regint={regint};answermode={answermode}"
         (home / "accounts").write_text(f"<sip:{user}@{host}:{port};transport={transport}>{params}\n")
         (home / "contacts").write_text("")
 

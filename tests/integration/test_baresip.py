@@ -144,10 +144,10 @@ def start_pair(
     alice: str = "pcmu",
     bob: str = "pcmu",
     transport: str = "udp",
-    bob_answers: bool = True,
+    bob_answers: str = "auto",
 ) -> tuple[Baresip, Baresip]:
     """201 and 202 registered over `transport` (codecs as given); 201 answers by itself,
-    202 too unless `bob_answers` is false (then it rings until told to accept)."""
+    202 as `bob_answers` says (auto; manual: rings until told to accept; early: 183 + media)."""
     accepted = 'vpbx_sip_register_results_total{result="accepted"}'
     before = pbx.metrics().get(accepted, 0.0)
     a = Baresip(
@@ -157,7 +157,7 @@ def start_pair(
         registrar=pbx.sip,
         source=write_tone(tmp / "alice.wav", ALICE_TONE),
         codecs=alice,
-        auto_answer=True,
+        answermode="auto",
         transport=transport,
     )
     phones.append(a)
@@ -169,7 +169,7 @@ def start_pair(
         registrar=pbx.sip,
         source=write_tone(tmp / "bob.wav", BOB_TONE),
         codecs=bob,
-        auto_answer=bob_answers,
+        answermode=bob_answers,
         transport=transport,
     )
     phones.append(b)
@@ -292,7 +292,7 @@ def test_ringing_phone_cancelled_declined_then_answered_and_hung_up_by_the_calle
 ) -> None:
     """202 rings (no auto-answer): 201 gives up (CANCEL), then 202 declines (486), then 202
     picks up and hangs up itself: each call ends on both phones and leaves its CDR."""
-    a, b = start_pair(pbx, tmp_path, phones, bob_answers=False)
+    a, b = start_pair(pbx, tmp_path, phones, bob_answers="manual")
     before_cdr = pbx.cdr_count()
 
     def ring() -> None:
@@ -391,7 +391,7 @@ def test_blind_transfer_by_the_callee_connects_the_caller_to_the_target(
         password=CAROL_PW,
         registrar=pbx.sip,
         source=write_tone(tmp_path / "carol.wav", CAROL_TONE),
-        auto_answer=True,
+        answermode="auto",
     )
     phones.append(c)
     c.start()
@@ -445,3 +445,35 @@ def test_registration_too_brief_is_raised_then_refreshed(
     assert min(seen) == 1, seen  # never expired in between
     (ok,) = phone.received("SIP/2.0 200")[:1]
     assert re.search(rf"^Contact: .*;expires={MIN_EXPIRES}$", ok, re.M), ok
+
+
+def test_183_with_sdp_opens_the_media_path_before_the_answer(
+    pbx: Pbx, tmp_path: Path, phones: list[Baresip]
+) -> None:
+    """202 answers 183 Session Progress with SDP before picking up: vpbx relays the 183 with
+    its own media address, and the engine already carries RTP before the 200 OK (201 starts
+    sending on the 183; baresip 1.0 in early mode itself sends nothing until it answers, so
+    this is not a test of hearing an announcement)."""
+    a, b = start_pair(pbx, tmp_path, phones, bob_answers="early")
+    before_cdr = pbx.cdr_count()
+    assert a.command("dial", BOB)["ok"]
+    a.wait_event("CALL_PROGRESS")  # baresip's event for a 183 with SDP
+    start = pbx.metrics()["vpbx_media_packets_relayed_total"]
+    time.sleep(2.0)
+    early = pbx.metrics()["vpbx_media_packets_relayed_total"] - start
+    assert pbx.metrics()["vpbx_calls_active"] == 1
+    assert b.command("accept")["ok"]
+    a.wait_event("CALL_ESTABLISHED")
+    time.sleep(TALK_S)
+    assert a.command("hangup")["ok"]
+    a.wait_event("CALL_CLOSED")
+    b.wait_event("CALL_CLOSED")
+    (progress,) = a.received("SIP/2.0 183")
+    host, port = media_port(progress)
+    assert host == "127.0.0.1" and PORT_MIN <= port <= PORT_MAX, (host, port)
+    assert early >= 0.8 * 2.0 * 50, early  # 201's 20 ms packets, relayed to 202 before the answer
+    assert_heard(b, ALICE_TONE)
+    assert_heard(a, BOB_TONE)
+    cdr = pbx.last_cdr(before_cdr)
+    assert cdr[3:5] == ("answered", "caller hung up")
+    assert abs(cdr[5] - TALK_S) <= 1.0, cdr  # billable from the answer, not from the 183
