@@ -121,7 +121,7 @@ class Baresip:
         codecs: str = "pcmu",
         answermode: str = "manual",
         transport: str = "udp",
-        rtp_ports: tuple[int, int] = (46000, 46999),
+        rtp_ports: tuple[int, int] = (61000, 64999),
         regint: int = 60,
     ) -> None:
         self.home = home

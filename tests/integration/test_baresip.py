@@ -29,7 +29,10 @@ from baresip_proc import Baresip, dominant_frequency, read_wav, tone_seconds, wr
 from vpbx_server import VpbxServer, vpbx_env
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT_MIN, PORT_MAX = 44000, 44199  # vpbx's media ports; the phones use 46000-46999
+# vpbx's media ports; the phones use 61000-64999. Both above Linux's default ephemeral
+# range (32768-60999): baresip 1.0 gives up a call after a few busy ports in its range,
+# and busy machines hand out thousands of ephemeral ports.
+PORT_MIN, PORT_MAX = 65000, 65399
 ALICE, ALICE_PW, ALICE_TONE = "201", "pw-201", 440.0
 BOB, BOB_PW, BOB_TONE = "202", "pw-202", 660.0
 CAROL, CAROL_PW, CAROL_TONE = "203", "pw-203", 880.0  # the blind transfer's target
