@@ -4,8 +4,11 @@ per phone with its own config folder (`baresip -f DIR`), driven over its ctrl_tc
 - audio source: the `aufile` module plays a WAV file (8 kHz mono S16LE for G.711);
 - audio sink: `aubridge` (a device nobody reads), and the `sndfile` filter writes what the
   phone sent (`*-enc.wav`) and what it decoded from the network (`*-dec.wav`) per call;
-- commands (`dial`, `hangup`, `accept`) come from the `menu` module, sent as netstring-framed
-  JSON on ctrl_tcp, which also reports call events (CALL_ESTABLISHED, CALL_CLOSED...);
+  baresip 1.0 stops writing `*-dec.wav` once a re-INVITE (hold) renegotiates the stream,
+  even between two baresips without vpbx, so tests read it for calls without re-INVITEs;
+- commands (`dial`, `accept`, `hangup`, `hold`, `resume`, `transfer`, `sndcode`) come from
+  the `menu` module, sent as netstring-framed JSON on ctrl_tcp, which also reports call
+  events (CALL_ESTABLISHED, CALL_CLOSED, CALL_DTMF_START...);
 - the SIP trace (`-s`) goes to `DIR/stdout.log`, where the tests read the SDP it received.
 
 Every wait is bounded; `stop()` kills the process whatever state it is in, and `-t` makes
@@ -157,7 +160,8 @@ class Baresip:
         ]
         (home / "config").write_text("\n".join(config) + "\n")
         host, port = registrar
-        # answermode: manual (rings until `accept`), auto (answers), early (183 with media)
+        # answermode: manual (rings until `accept`), auto (answers at once), early (183 with
+        # SDP, then rings until `accept`; baresip 1.0 sends no RTP before it answers)
         params = f";auth_pass={password};audio_codecs={codecs};regint={regint};answermode={answermode}"
         (home / "accounts").write_text(f"<sip:{user}@{host}:{port};transport={transport}>{params}\n")
         (home / "contacts").write_text("")
