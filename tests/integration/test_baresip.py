@@ -480,3 +480,18 @@ def test_183_with_sdp_opens_the_media_path_before_the_answer(
     cdr = pbx.last_cdr(before_cdr)
     assert cdr[3:5] == ("answered", "caller hung up")
     assert abs(cdr[5] - TALK_S) <= 1.0, cdr  # billable from the answer, not from the 183
+
+
+def test_unreachable_and_unknown_extensions_get_their_sip_codes(
+    pbx: Pbx, tmp_path: Path, phones: list[Baresip]
+) -> None:
+    """201 dials 203 (an account, not registered now: 480) and 299 (no such extension: 404);
+    baresip shows the code to its user and vpbx keeps the CDRs."""
+    a, _b = start_pair(pbx, tmp_path, phones)
+    for dest, code, disposition in ((CAROL, "480", "no-answer"), ("299", "404", "rejected")):
+        before_cdr = pbx.cdr_count()
+        assert a.command("dial", dest)["ok"]
+        closed = a.wait_event("CALL_CLOSED")
+        assert closed["param"].startswith(code), closed
+        cdr = pbx.last_cdr(before_cdr)
+        assert cdr[1:] == (ALICE, dest, disposition, code, 0.0), cdr
