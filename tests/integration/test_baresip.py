@@ -495,3 +495,39 @@ def test_unreachable_and_unknown_extensions_get_their_sip_codes(
         assert closed["param"].startswith(code), closed
         cdr = pbx.last_cdr(before_cdr)
         assert cdr[1:] == (ALICE, dest, disposition, code, 0.0), cdr
+
+
+def test_no_media_ports_left_gives_503_not_488(tmp_path: Path, phones: list[Baresip]) -> None:
+    """A vpbx whose port range holds one call (two legs, an RTP/RTCP pair each): while 201
+    talks to 202, 202's call back to 201 cannot be anchored, and 202 hears 503 Service
+    Unavailable (RFC 3261 §21.5.4: try later), not 488 (nothing is wrong with its offer)."""
+    data_dir = tmp_path / "data"
+    config = tmp_path / "vpbx.toml"
+    config.write_text('[serve]\nport_min = 65400\nport_max = 65403\nmd5_only = true\nlog_level = "warning"\n')
+    args = ["serve", "--config", str(config), "--data-dir", str(data_dir)]
+    args += ["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
+    args += ["--user", f"{ALICE}:{ALICE_PW}", "--user", f"{BOB}:{BOB_PW}"]
+    small = VpbxServer(args, timeout=TIMEOUT)
+    try:
+        small.start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
+        pbx = Pbx(small, data_dir)
+        a, b = start_pair(pbx, tmp_path, phones)
+        assert a.command("dial", BOB)["ok"]
+        a.wait_event("CALL_ESTABLISHED")
+        b.wait_event("CALL_ESTABLISHED")
+        assert b.command("dial", ALICE)["ok"]
+        closed = b.wait_event("CALL_CLOSED")
+        assert closed["param"].startswith("503"), closed
+        assert a.command("hangup")["ok"]
+        a.wait_event("CALL_CLOSED")
+        assert pbx.last_cdr(0)[3:5] == ("answered", "caller hung up")
+        with sqlite3.connect(data_dir / "vpbx.db") as db:
+            refused = db.execute("select disposition, hangup_cause from cdrs where from_number = ?", (BOB,))
+            assert refused.fetchall() == [("failed", "503")]
+    finally:
+        for phone in phones:
+            phone.stop()
+        small.stop()
