@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := libopus-dev pkg-config espeak-ng
-# Real peers the tests talk to (sox for audio checks by hand).
-TEST_PACKAGES := sox kamailio sip-tester slapd ldap-utils
+# Real peers the tests talk to (sox for audio checks by hand; baresip-core is the softphone
+# without GUI/video modules, its aufile, sndfile, g711 and ctrl_tcp modules are all it needs).
+TEST_PACKAGES := sox kamailio sip-tester slapd ldap-utils baresip-core
 FUZZ_SECONDS ?= 15
 FUZZ_DIR := rust/media-core/fuzz
 export PATH := $(CURDIR)/$(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)

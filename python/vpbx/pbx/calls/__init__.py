@@ -2,7 +2,7 @@
 media anchored on the engine (see b2bua.py)."""
 
 from .b2bua import B2bua
-from .media import DEFAULT_TRANSCODE, MediaControl, MediaError, NgMediaControl
+from .media import DEFAULT_TRANSCODE, MediaControl, MediaError, MediaUnavailableError, NgMediaControl
 from .model import ALLOW, B2buaConfig, Call, CallPhase, CallStats, Leg, SipPort, best_status
 from .routing import Dialplan, DialplanSnapshot, FromTrunk, NumberEntry, Refused, Route, Target, TrunkResolver
 
@@ -20,6 +20,7 @@ __all__ = [
     "Leg",
     "MediaControl",
     "MediaError",
+    "MediaUnavailableError",
     "NgMediaControl",
     "NumberEntry",
     "Refused",

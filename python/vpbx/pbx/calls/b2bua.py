@@ -52,7 +52,7 @@ from vpbx.store.cdrs import Cdr
 
 from .challenge import answer_challenge
 from .indialog import InDialog
-from .media import MediaControl, MediaError
+from .media import MediaControl, MediaError, MediaUnavailableError
 from .model import (
     ALLOW,
     B2buaConfig,
@@ -219,8 +219,11 @@ class B2bua:
         )
         try:
             offer = self.media.offer(call.media_id, call.a_from_tag, request.body)
-        except MediaError:
-            return self._refuse(request, key, 488, direction)
+        except MediaError as err:  # out of ports/sessions: 503 (§21.5.4); else the SDP: 488
+            log.warning("call_media_refused", call_id=request.call_id, reason=str(err))
+            return self._refuse(
+                request, key, 503 if isinstance(err, MediaUnavailableError) else 488, direction
+            )
         self._admit(call)
         for target in targets:
             self.fork(call, target, offer, mf)

@@ -17,14 +17,27 @@ from typing import Final, Protocol
 from vpbx.ng import NgCommands
 from vpbx.ng.bencode import Value
 
-__all__ = ["DEFAULT_TRANSCODE", "MediaControl", "MediaError", "NgMediaControl"]
+__all__ = ["DEFAULT_TRANSCODE", "MediaControl", "MediaError", "MediaUnavailableError", "NgMediaControl"]
 
 DEFAULT_TRANSCODE: Final = ("PCMU", "PCMA")
 _SOURCE: Final = ("b2bua", 0)  # the NG "proxy" this control plane is, for NG statistics
+# How running out of capacity reads in an NG error-reason: our engine (PortsExhausted,
+# TooManySessions), NgCommands (max_calls) and rtpengine (and vpbx.ng.fake) for ports.
+_CAPACITY_REASONS: Final = (
+    "no free ",
+    "too many sessions",
+    "Parallel session limit reached",
+    "Ran out of ports",
+)
 
 
 class MediaError(Exception):
     """The media layer refused (bad SDP, no ports, ...): the call cannot be anchored."""
+
+
+class MediaUnavailableError(MediaError):
+    """The media layer is out of capacity (no free ports, session limit): the same call may
+    work later, so callers get 503 (RFC 3261 §21.5.4), not 488 as for an unusable SDP."""
 
 
 class MediaControl(Protocol):
@@ -58,7 +71,8 @@ class NgMediaControl:
     def _run(self, request: dict[bytes, Value]) -> bytes:
         reply = self.commands.handle(request, _SOURCE, self.clock())
         if reply.get("result") != "ok":
-            raise MediaError(str(reply.get("error-reason", "media error")))
+            reason = str(reply.get("error-reason", "media error"))
+            raise (MediaUnavailableError if reason.startswith(_CAPACITY_REASONS) else MediaError)(reason)
         sdp = reply.get("sdp", b"")
         return sdp.encode() if isinstance(sdp, str) else bytes(sdp)
 
