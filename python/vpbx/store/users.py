@@ -31,7 +31,17 @@ HA1_COLUMNS: Final[dict[str, sa.Column[Any]]] = {
     "SHA-512-256": sip_accounts.c.ha1_sha512_256,
 }
 PROFILE_FIELDS: Final = frozenset(
-    {"display_name", "email", "department", "position", "phone", "mobile", "directory_id", "directory_dn"}
+    {
+        "display_name",
+        "email",
+        "department",
+        "position",
+        "phone",
+        "mobile",
+        "directory_id",
+        "directory_dn",
+        "manager_dn",
+    }
 )
 
 
