@@ -24,7 +24,7 @@ from vpbx.store.users import HA1_COLUMNS, USER_COLUMNS
 __all__ = ["apply_plan", "load_current", "new_secret"]
 
 CHUNK: Final = 500  # ids per IN list (SQLite's variable limit is far above)
-PHOTO_BATCH_BYTES: Final = 4 * 1024 * 1024  # photo bytes held per UPDATE batch
+PHOTO_BATCH_BYTES: Final = 512 * 1024  # photo bytes held per UPDATE batch (the memory target)
 #: A photo's bytes by its SHA-256 (vpbx.io.ldap_client.PhotoSpool.get)
 PhotoSource = Callable[[str], bytes]
 _COLUMNS: Final = tuple(STORED_FIELDS.values())
