@@ -167,11 +167,11 @@ def test_a_photo_over_the_cap_is_reported_and_the_stored_one_kept() -> None:
         config=config(),
         now=NOW,
     )
-    assert plan.updates == [] and plan.photos_skipped == [
+    assert plan.updates == [] and plan.errors == [
         f"uid=u7,ou=People,dc=x: photo of {len(huge)} bytes is over {MAX_PHOTO_BYTES}; not stored"
     ]
     report = from_plan(plan, started_at=NOW, finished_at=NOW, dry_run=False, mode="full")
-    assert report.details["photos_skipped"] == plan.photos_skipped
+    assert report.errors == plan.errors
 
 
 @pytest.mark.parametrize(("rule", "changes"), [("always", True), ("create_only", False)])

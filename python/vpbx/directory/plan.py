@@ -86,7 +86,6 @@ class Plan:
     conflicts: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: int = 0  # disabled in the directory and never created
-    photos_skipped: list[str] = field(default_factory=list)  # over MAX_PHOTO_BYTES, not stored
     abort: str | None = None
 
     @property
@@ -177,7 +176,7 @@ def make_plan(
         if p.bad_extension is not None:
             plan.errors.append(f"{p.dn}: {p.bad_extension!r} is not an extension; ignored")
         if p.photo_too_large is not None:
-            plan.photos_skipped.append(
+            plan.errors.append(
                 f"{p.dn}: photo of {p.photo_too_large} bytes is over {MAX_PHOTO_BYTES}; not stored"
             )
 

@@ -98,7 +98,6 @@ def from_plan(
     report.removed = len(plan.removals)
     report.role_changes = len(plan.grants) + len(plan.revokes) + sum(len(c.roles) for c in plan.creates)
     report.details = {
-        "photos_skipped": list(plan.photos_skipped),
         "created": [f"{c.extension} {c.person.dn}" for c in plan.creates],
         "updated": [f"{u.extension}: {', '.join(sorted(u.changes))}" for u in plan.updates],
         "disabled": [f"{c.extension}: {c.reason}" for c in plan.disables],
