@@ -22,6 +22,7 @@ from vpbx.api.rbac import Principal
 from vpbx.directory import SyncReport
 from vpbx.directory.mapping import MAX_PHOTO_BYTES
 from vpbx.io.directory_sync import run_directory_sync
+from vpbx.io.ldap_client import PhotoSpool
 from vpbx.settings import DirectorySettings
 from vpbx.store import Database, sqlite_url
 from vpbx.store.schema import users
@@ -188,3 +189,17 @@ def test_openldap_preset_reads_jpeg_photo(own: tuple[Slapd, Population], tmp_pat
     with_photo = [r for r in stored(url).values() if r[1] is not None]
     assert [r[1] for r in with_photo] == [photo]  # thumbnailPhoto is not the OpenLDAP preset's photo
     assert sum(1 for r in stored(url).values() if r[3] is not None) == 2 * COUNT // 10
+
+
+def test_photo_spool_keeps_each_photo_once_on_disk() -> None:
+    spool = PhotoSpool()
+    a, b = photo_of(1, 5000), photo_of(2, 700)
+    sha_a, sha_b = hashlib.sha256(a).hexdigest(), hashlib.sha256(b).hexdigest()
+    for sha, data in ((sha_a, a), (sha_b, b), (sha_a, a)):  # the same photo twice: kept once
+        spool.put(sha, data)
+    assert (len(spool), spool.size) == (2, len(a) + len(b))
+    assert (spool.get(sha_b), spool.get(sha_a)) == (b, a)
+    with pytest.raises(KeyError):
+        spool.get("0" * 64)
+    spool.close()
+    assert len(spool) == 0
