@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
+
 from vpbx.api import ApiContext
 from vpbx.io.http import HttpServer, start_http
-from vpbx.store import Cdr, Database, cdrs, sqlite_url, tokens, users
+from vpbx.store import Cdr, Database, cdrs, schema, sqlite_url, tokens, users
 
 T = TypeVar("T")
 REALM = "pbx.test"
@@ -37,6 +40,13 @@ PEOPLE: Mapping[str, tuple[str, str, tuple[str, ...], str]] = {
     "4001": ("Olga Books", "Finance", ("accountant",), "olga-pw"),
     "9001": ("Root Admin", "IT", ("admin",), "root-pw"),
 }
+# extension -> the directory photo the store holds (JPEG start and end markers around a body)
+PHOTOS: Mapping[str, bytes] = {
+    "1001": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + "Анна".encode() * 50 + bytes(range(256)) + b"\xff\xd9",
+    "2001": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00dina" + b"\x00\xff" * 300 + b"\xff\xd9",
+}
+# extension -> the extension of their manager (by directory DN, as a sync stores it)
+MANAGERS: Mapping[str, str] = {"1001": "1002", "1003": "1002", "2001": "2002", "3001": "8888"}  # 8888: gone
 ROLE_USER = {
     "employee": "1001",
     "team_lead": "1002",
@@ -124,6 +134,16 @@ async def _seed(server: ApiServer, recordings: Path) -> None:
             )
             for role in granted:
                 await users.grant_role(conn, ext, role)
+        for ext in PEOPLE:
+            await users.update_user(conn, ext, now=T0, directory_dn=f"uid=u{ext},ou=People,dc=corp")
+        for ext, boss in MANAGERS.items():
+            await users.update_user(conn, ext, now=T0, manager_dn=f"uid=u{boss},ou=People,dc=corp")
+        for ext, photo in PHOTOS.items():
+            await conn.execute(
+                sa.update(schema.users)
+                .where(schema.users.c.extension == ext)
+                .values(photo=photo, photo_sha256=hashlib.sha256(photo).hexdigest())
+            )
         for i, (key, (src, dst, direction, disp, billsec, rec)) in enumerate(CALLS.items()):
             if rec is not None:
                 _wav(recordings / rec)

@@ -121,6 +121,24 @@ def user_dn(n: int, ou: str = PEOPLE) -> str:
     return f"uid=user{n:05d},{ou}"
 
 
+def photo_of(n: int, size: int = 256, version: int = 0) -> bytes:
+    """JPEG-like bytes for user n (a JFIF header, `size` bytes in all): the start of image
+    and APP0 markers (ITU-T T.81 Annex B, JFIF 1.02), a deterministic body, the end marker."""
+    head = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x02\x00\x00\x01\x00\x01\x00\x00"
+    seed = f"photo {n} v{version} ".encode()
+    body = (seed * (size // len(seed) + 1))[: max(size - len(head) - 2, 0)]
+    return head + body + b"\xff\xd9"
+
+
+def has_photo(n: int) -> bool:
+    return n % 10 == 1
+
+
+def manager_of(n: int) -> int | None:
+    """Users x2 and x3 of every ten report to user x1 (some of whom are AD-disabled)."""
+    return n - n % 10 + 1 if n % 10 in (2, 3) else None
+
+
 @dataclass
 class Population:
     """What people_ldif generated, for the tests' expectations."""
@@ -133,13 +151,14 @@ class Population:
     no_display_name: set[int] = field(default_factory=set)
     team_leads: set[int] = field(default_factory=set)  # via a nested group
     admins: set[int] = field(default_factory=set)
+    photo_size: int = 256  # users with has_photo(n) have photo_of(n, photo_size)
 
     @property
     def enabled_in_scope(self) -> int:
         return self.count - len(self.disabled)
 
 
-def person_entry(n: int, *, ou: str = PEOPLE, pop: Population | None = None) -> str:
+def person_entry(n: int, *, ou: str = PEOPLE, pop: Population | None = None, photo_size: int = 256) -> str:
     first, last = NAMES[n % len(NAMES)]
     lines = [
         f"dn: {user_dn(n, ou)}",
@@ -172,16 +191,21 @@ def person_entry(n: int, *, ou: str = PEOPLE, pop: Population | None = None) -> 
             pop.with_ipphone[n] = ext
     if n < 10:
         lines.append(f"userPassword:: {_b64(USER_PASSWORD)}")
+    if has_photo(n):
+        lines.append(f"thumbnailPhoto:: {_b64(photo_of(n, photo_size))}")
+    if (boss := manager_of(n)) is not None:
+        lines.append(f"manager: {user_dn(boss, ou)}")
     if pop is not None and n % 97 == 5:
         pop.disabled.add(n)
     return "\n".join(lines) + "\n"
 
 
-def people_ldif(count: int, *, outside: int = 5) -> tuple[str, Population]:
+def people_ldif(count: int, *, outside: int = 5, photo_size: int = 256) -> tuple[str, Population]:
     """An LDIF of `count` users under ou=People (ids 0..count-1), `outside` more under
     ou=Contractors (outside the base DN), and groups: admins (direct), team-leads (nested:
-    team-leads <- leads-sales <- a few users), all-staff (every 10th user)."""
-    pop = Population(count)
+    team-leads <- leads-sales <- a few users), all-staff (every 10th user). Every tenth user
+    has a thumbnailPhoto of `photo_size` bytes; two in ten have a manager."""
+    pop = Population(count, photo_size=photo_size)
     parts = [
         f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n",
         *(
@@ -190,8 +214,8 @@ def people_ldif(count: int, *, outside: int = 5) -> tuple[str, Population]:
         ),
         f"dn: {SERVICE_DN}\nobjectClass: person\ncn: pbx-sync\nsn: sync\nuserPassword: {SERVICE_PASSWORD}\n",
     ]
-    parts.extend(person_entry(n, pop=pop) for n in range(count))
-    parts.extend(person_entry(count + 1000 + i, ou=OUTSIDE) for i in range(outside))
+    parts.extend(person_entry(n, pop=pop, photo_size=photo_size) for n in range(count))
+    parts.extend(person_entry(count + 1000 + i, ou=OUTSIDE, photo_size=photo_size) for i in range(outside))
     pop.outside = [count + 1000 + i for i in range(outside)]
     pop.duplicate_pairs = [(0, n) for n in range(count) if n % 2 == 0 and n % 101 == 2]
     pop.admins = {1, 3}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import re
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from api_fixture import CALLS, PEOPLE, ApiServer, api_server
+from api_fixture import CALLS, PEOPLE, PHOTOS, ApiServer, api_server
 
 from vpbx.api import handlers
 from vpbx.api.models import (
@@ -57,6 +58,9 @@ MATRIX: list[tuple[str, str, tuple[int, ...]]] = [
     ("GET", "/api/v1/users/7777", (404, 404, 404, 404, 404)),  # nobody
     ("GET", "/api/v1/users/1001/sip-credentials", (200, 404, 404, 404, 200)),
     ("GET", "/api/v1/users/1003/sip-credentials", (404, 404, 404, 404, 200)),
+    ("GET", "/api/v1/users/1001/photo", (200, 200, 404, 404, 200)),  # same visibility as the user
+    ("GET", "/api/v1/users/2001/photo", (404, 404, 404, 404, 200)),  # another department
+    ("GET", "/api/v1/users/1003/photo", (404, 404, 404, 404, 404)),  # visible to some, no photo
     ("GET", "/api/v1/calls", (200, 200, 200, 200, 200)),
     ("GET", "/api/v1/calls/{sales_internal}/recording", (200, 200, 404, 404, 200)),
     ("GET", "/api/v1/calls/{cross_dept}/recording", (200, 200, 404, 404, 200)),
@@ -122,6 +126,30 @@ def test_user_lists_are_scoped_and_fields_filtered(api: ApiServer) -> None:
     assert doc["roles"] == ["employee"] and doc["mobile"] == "+79001001" and doc["name"] == "Анна Смирнова"
     _, doc = api.get("/api/v1/users/2001", "admin")
     assert doc["roles"] == ["employee"] and doc["sip_username"] == "2001"
+    UserOut.model_validate(doc)
+
+
+def test_photo_bytes_and_manager(api: ApiServer) -> None:
+    for who in ("employee", "team_lead", "admin", "service-admin"):
+        status, headers, body = api.request("GET", "/api/v1/users/1001/photo", token=api.tokens[who])
+        assert (status, headers["Content-Type"], body) == (200, "image/jpeg", PHOTOS["1001"]), who
+        assert headers["ETag"] == f'"{hashlib.sha256(PHOTOS["1001"]).hexdigest()}"'
+    for who in ("marketer", "accountant", "service-employee"):
+        status, headers, body = api.request("GET", "/api/v1/users/1001/photo", token=api.tokens[who])
+        assert status == 404 and headers["Content-Type"].startswith("application/json"), who
+        assert json.loads(body)["error"]["message"] == "user not found"  # not "no photo": nothing leaks
+    _, doc = api.get("/api/v1/users/1003/photo", "team_lead")
+    assert doc["error"]["message"] == "photo of this user not found"
+    _, doc = api.get("/api/v1/users/1001", "employee")
+    assert doc["manager"] == {"extension": "1002", "name": "Boris Lead"}
+    _, doc = api.get("/api/v1/users?department=Sales", "team_lead")
+    assert {u["extension"]: u["manager"] for u in doc["items"]} == {
+        "1001": {"extension": "1002", "name": "Boris Lead"},
+        "1002": None,
+        "1003": {"extension": "1002", "name": "Boris Lead"},
+    }
+    _, doc = api.get("/api/v1/users/3001", "admin")  # the manager's DN is no vpbx user
+    assert doc["manager"] is None
     UserOut.model_validate(doc)
 
 

@@ -111,7 +111,7 @@ def test_check_names_the_missing_permission() -> None:
 
 
 def test_visible_fields() -> None:
-    basic = {"extension", "name", "position", "department", "enabled", "sip_username"}
+    basic = {"extension", "name", "position", "department", "enabled", "sip_username", "manager"}
     assert set(visible_fields(user(), is_self=False)) == basic
     assert set(visible_fields(user(), is_self=True)) == basic | {"email", "phone", "mobile", "roles"}
     assert set(visible_fields(user("team_lead"), is_self=False)) == basic | {"email", "phone", "mobile"}

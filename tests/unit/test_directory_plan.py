@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from vpbx.directory import Current, Entry, GroupWalk, Person, PlanConfig, make_plan, normalize_dn, to_person
-from vpbx.directory.mapping import field_rules, wanted_attributes
+from vpbx.directory.mapping import MAX_PHOTO_BYTES, field_rules, photo_bytes, photo_sha256, wanted_attributes
 from vpbx.directory.presets import AD, OPENLDAP, Mapping
 from vpbx.directory.report import DirectoryStats, from_plan
 
@@ -46,6 +46,7 @@ def user(
         "phone": None,
         "mobile": None,
     }
+    fields.update({k: str(v) for k, v in kw.items() if k != "roles"})
     return Current(
         id=n,
         extension=ext,
@@ -102,11 +103,92 @@ def test_templates_bad_extensions_and_missing_id() -> None:
     assert ol.directory_id == "abc-1" and ol.fields["display_name"] == "C" and ol.extension is None
 
 
-def test_wanted_attributes_skip_photos_and_never_fields() -> None:
+def test_wanted_attributes_skip_never_fields_and_photos_for_logins() -> None:
     rules = field_rules(AD, {"department": Mapping("department", "never")})
     names = {n.lower() for n in wanted_attributes(AD, rules)}
-    assert {"objectguid", "displayname", "ipphone", "useraccountcontrol"} <= names
-    assert "thumbnailphoto" not in names and "department" not in names
+    assert {
+        "objectguid",
+        "displayname",
+        "ipphone",
+        "useraccountcontrol",
+        "thumbnailphoto",
+        "manager",
+    } <= names
+    assert "department" not in names
+    assert "thumbnailphoto" not in {n.lower() for n in wanted_attributes(AD, rules, photo=False)}
+    no_photo = field_rules(AD, {"photo": Mapping("thumbnailPhoto", "never")})
+    assert "thumbnailphoto" not in {n.lower() for n in wanted_attributes(AD, no_photo)}
+
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(200)) + b"\xff\xd9"
+
+
+def _ad_entry(photo: bytes | None = None, manager: str | None = None) -> Entry:
+    attributes = {"objectGUID": [uuid.UUID(int=7).bytes_le], "displayName": [b"Seven"]}
+    if photo is not None:
+        attributes["thumbnailPhoto"] = [photo]
+    if manager is not None:
+        attributes["manager"] = [manager.encode()]
+    return Entry("uid=seven,dc=x", attributes)
+
+
+def test_photo_is_kept_as_its_hash_and_a_long_manager_dn_whole() -> None:
+    manager = "uid=boss," + ",".join(f"ou=level{i}" for i in range(40)) + ",dc=x"  # > 255 characters
+    p = to_person(_ad_entry(JPEG, manager), AD, RULES)
+    assert p.fields["photo_sha256"] == photo_sha256(JPEG) and len(photo_sha256(JPEG)) == 64
+    assert p.fields["manager_dn"] == manager and len(manager) > 255
+    assert photo_bytes(_ad_entry(JPEG), RULES) == JPEG
+    bare = to_person(_ad_entry(), AD, RULES)
+    assert bare.fields["photo_sha256"] is None and bare.fields["manager_dn"] is None
+    never = field_rules(AD, {"photo": Mapping("thumbnailPhoto", "never")})
+    assert "photo_sha256" not in to_person(_ad_entry(JPEG), AD, never).fields
+    assert photo_bytes(_ad_entry(JPEG), never) is None
+
+
+def test_a_photo_over_the_cap_is_reported_and_the_stored_one_kept() -> None:
+    huge = JPEG + bytes(MAX_PHOTO_BYTES)
+    p = to_person(_ad_entry(huge), AD, RULES)
+    assert "photo_sha256" not in p.fields and p.photo_too_large == len(huge)
+    assert photo_bytes(_ad_entry(huge), RULES) is None
+    stored = user(7, "107", photo_sha256="a" * 64)
+    plan = make_plan(
+        [stored],
+        [
+            Person(
+                "id-7",
+                "uid=u7,ou=People,dc=x",
+                {"display_name": "User 7"},
+                None,
+                True,
+                photo_too_large=len(huge),
+            )
+        ],
+        roles_by_dn=None,
+        config=config(),
+        now=NOW,
+    )
+    assert plan.updates == [] and plan.errors == [
+        f"uid=u7,ou=People,dc=x: photo of {len(huge)} bytes is over {MAX_PHOTO_BYTES}; not stored"
+    ]
+    report = from_plan(plan, started_at=NOW, finished_at=NOW, dry_run=False, mode="full")
+    assert report.errors == plan.errors
+
+
+@pytest.mark.parametrize(("rule", "changes"), [("always", True), ("create_only", False)])
+def test_photo_and_manager_follow_the_rule(rule: str, changes: bool) -> None:
+    rules = field_rules(
+        AD,
+        {"photo": Mapping("thumbnailPhoto", rule), "manager": Mapping("manager", rule)},  # type: ignore[arg-type]
+    )
+    stored = user(7, "107", photo_sha256="a" * 64, manager_dn="uid=old,dc=x")
+    new = person(7, photo_sha256="b" * 64, manager_dn="uid=new,dc=x")
+    plan = make_plan([stored], [new], roles_by_dn=None, config=config(rules=rules), now=NOW)
+    if changes:
+        assert [u.changes for u in plan.updates] == [{"photo_sha256": "b" * 64, "manager_dn": "uid=new,dc=x"}]
+    else:
+        assert plan.updates == []
+    created = make_plan([], [new], roles_by_dn=None, config=config(rules=rules), now=NOW).creates
+    assert created[0].person.fields["photo_sha256"] == "b" * 64  # both rules set it on create
 
 
 def test_group_walk_nested_with_cycle_and_missing() -> None:

@@ -39,7 +39,7 @@ def test_fresh_file_is_migrated_to_head(tmp_path: Path) -> None:
         path = tmp_path / "vpbx.db"
         db = await Database.open(sqlite_url(path))
         try:
-            assert await db.revision() == head_revision() == "0003"
+            assert await db.revision() == head_revision() == "0004"
             async with db.connect() as conn:
                 names = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
                 assert names >= TABLES

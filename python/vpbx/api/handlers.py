@@ -138,6 +138,22 @@ async def _get_user(call: Call) -> web.StreamResponse:
     return json_response(view)
 
 
+async def _user_photo(call: Call) -> web.StreamResponse:
+    p = call.caller
+    cond = user_condition(p, scope_of(p, "users:read"))
+    async with call.ctx.db.connect() as conn:
+        found = await queries.get_user_photo(conn, cond, call.request.match_info["extension"])
+    if found is None:
+        raise _not_found("user")
+    photo, sha = found
+    if photo is None:
+        raise _not_found("photo of this user")
+    headers = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
+    if sha:
+        headers["ETag"] = f'"{sha}"'
+    return web.Response(body=photo, content_type="image/jpeg", headers=headers)
+
+
 async def _sip_credentials(call: Call) -> web.StreamResponse:
     p = call.caller
     cond = user_condition(p, scope_of(p, "sip-credentials"))
@@ -369,6 +385,17 @@ ROUTES: Final[tuple[Route, ...]] = (
         need=Need(resource="users:read"),
         params=(_EXTENSION,),
         response=UserOut,
+        errors=(404,),
+        tag="users",
+    ),
+    Route(
+        "GET",
+        "/users/{extension}/photo",
+        _user_photo,
+        "The user's directory photo (JPEG); 404 when there is none or the user is outside the scope.",
+        need=Need(resource="users:read"),
+        params=(_EXTENSION,),
+        media=("image/jpeg",),
         errors=(404,),
         tag="users",
     ),

@@ -16,6 +16,7 @@ __all__ = [
     "ErrorOut",
     "LoginIn",
     "LoginOut",
+    "ManagerOut",
     "MeOut",
     "RunList",
     "SipCredentialsOut",
@@ -38,6 +39,11 @@ class ErrorOut(_Out):
     error: ErrorDetail
 
 
+class ManagerOut(_Out):
+    extension: str
+    name: str
+
+
 class UserOut(_Out):
     """Contact fields (email, phone, mobile) and roles are present only when the caller may
     see them (users:read:contact-fields / users:read:roles, or the caller's own row)."""
@@ -48,6 +54,9 @@ class UserOut(_Out):
     department: str | None
     enabled: bool
     sip_username: str | None
+    manager: ManagerOut | None = Field(
+        description="The manager from the directory when they are a vpbx user, else null."
+    )
     email: str | None = None
     phone: str | None = None
     mobile: str | None = None

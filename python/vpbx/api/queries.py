@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpbx.store.cdrs import CdrFilter
 from vpbx.store.schema import cdrs, roles, sip_accounts, user_roles, users
+from vpbx.store.users import USER_COLUMNS
 
 from .rbac import Permission, Principal, visible_fields
 
@@ -26,12 +27,23 @@ __all__ = [
     "count_calls",
     "get_call",
     "get_sip_credentials",
+    "get_user_photo",
     "get_user_view",
     "list_calls",
     "list_user_views",
 ]
 
 DAY_S = 86400
+
+# The manager is resolved at read time: the user whose directory DN is the row's manager_dn
+# (an indexed, unique column), so it is right however the sync ordered creates and renames.
+_manager = users.alias("manager")
+_USER_VIEW_COLUMNS = (
+    *USER_COLUMNS,
+    _manager.c.extension.label("manager_extension"),
+    _manager.c.display_name.label("manager_name"),
+)
+_USER_VIEW_FROM = users.outerjoin(_manager, _manager.c.directory_dn == users.c.manager_dn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,9 @@ def _view(
         "phone": row["phone"],
         "mobile": row["mobile"],
         "roles": granted,
+        "manager": None
+        if row["manager_extension"] is None
+        else {"extension": row["manager_extension"], "name": row["manager_name"]},
     }
     fields = visible_fields(principal, is_self=row["id"] == principal.user_id)
     return {k: full[k] for k in fields}
@@ -120,7 +135,14 @@ async def list_user_views(
     total = int(
         (await conn.execute(sa.select(sa.func.count()).select_from(users).where(*where))).scalar_one()
     )
-    query = sa.select(users).where(*where).order_by(users.c.extension).limit(limit).offset(offset)
+    query = (
+        sa.select(*_USER_VIEW_COLUMNS)
+        .select_from(_USER_VIEW_FROM)
+        .where(*where)
+        .order_by(users.c.extension)
+        .limit(limit)
+        .offset(offset)
+    )
     rows = [r._mapping for r in await conn.execute(query)]
     names, grants = await _extras(conn, [int(r["id"]) for r in rows])
     return [_view(principal, r, names.get(r["id"]), grants.get(r["id"], [])) for r in rows], total
@@ -129,12 +151,29 @@ async def list_user_views(
 async def get_user_view(
     conn: AsyncConnection, principal: Principal, scope_cond: sa.ColumnElement[bool], extension: str
 ) -> dict[str, Any] | None:
-    row = (await conn.execute(sa.select(users).where(scope_cond, users.c.extension == extension))).first()
+    query = (
+        sa.select(*_USER_VIEW_COLUMNS)
+        .select_from(_USER_VIEW_FROM)
+        .where(scope_cond, users.c.extension == extension)
+    )
+    row = (await conn.execute(query)).first()
     if row is None:
         return None
     m = row._mapping
     names, grants = await _extras(conn, [int(m["id"])])
     return _view(principal, m, names.get(m["id"]), grants.get(m["id"], []))
+
+
+async def get_user_photo(
+    conn: AsyncConnection, scope_cond: sa.ColumnElement[bool], extension: str
+) -> tuple[bytes | None, str | None] | None:
+    """(photo bytes or None, its SHA-256) of a user in scope; None when the user is not."""
+    query = sa.select(users.c.photo, users.c.photo_sha256).where(scope_cond, users.c.extension == extension)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    photo, sha = row
+    return (None if photo is None else bytes(photo)), sha
 
 
 async def get_sip_credentials(

@@ -211,7 +211,15 @@ def check(principal: Principal, need: Need) -> str | None:
     return need.name
 
 
-BASIC_USER_FIELDS: Final = ("extension", "name", "position", "department", "enabled", "sip_username")
+BASIC_USER_FIELDS: Final = (
+    "extension",
+    "name",
+    "position",
+    "department",
+    "enabled",
+    "sip_username",
+    "manager",
+)
 CONTACT_FIELDS: Final = ("email", "phone", "mobile")
 
 

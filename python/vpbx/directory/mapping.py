@@ -7,6 +7,7 @@ are case-insensitive, RFC 4512 §2.5).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -16,8 +17,9 @@ from typing import Final
 from .presets import UAC_ACCOUNTDISABLE, Preset
 from .presets import Mapping as FieldRule
 
-#: PBX fields stored on the user row -> column name. ``manager`` and ``photo`` may be mapped
-#: but have no column yet (they are read for the report only when mapped).
+#: PBX fields stored on the user row -> column name. ``photo`` is compared by its SHA-256
+#: (the column the plan sees); the bytes go from the LDAP page to the store on their own
+#: (vpbx.io.ldap_client.PhotoSpool), never through the plan.
 STORED_FIELDS: Final = {
     "name": "display_name",
     "position": "position",
@@ -25,10 +27,17 @@ STORED_FIELDS: Final = {
     "phone": "phone",
     "mobile": "mobile",
     "email": "email",
+    "manager": "manager_dn",
+    "photo": "photo_sha256",
 }
+PHOTO_COLUMN: Final = "photo_sha256"
 _TEMPLATE: Final = re.compile(r"\{([A-Za-z][A-Za-z0-9-]*)\}")
 _EXTENSION: Final = re.compile(r"^[0-9]{2,15}$")
 MAX_FIELD: Final = 255
+#: Longer limits than MAX_FIELD (the column sizes in vpbx.store.schema).
+FIELD_LIMITS: Final = {"manager_dn": 1024}
+#: A photo larger than this is not stored (reported). AD caps thumbnailPhoto at 100 KB.
+MAX_PHOTO_BYTES: Final = 256 * 1024
 
 
 class MappingError(ValueError):
@@ -50,6 +59,7 @@ class Person:
     enabled: bool
     logins: tuple[str, ...] = ()
     bad_extension: str | None = None  # a mapped value that is not an extension
+    photo_too_large: int | None = None  # size of a photo over MAX_PHOTO_BYTES (not stored)
 
 
 def field_rules(preset: Preset, overrides: Mapping[str, FieldRule]) -> dict[str, FieldRule]:
@@ -65,12 +75,15 @@ def source_attributes(source: str) -> list[str]:
     return names if names else [source]
 
 
-def wanted_attributes(preset: Preset, rules: Mapping[str, FieldRule]) -> list[str]:
-    """Every attribute the sync asks the server for (photos only when stored, i.e. never now)."""
+def wanted_attributes(preset: Preset, rules: Mapping[str, FieldRule], *, photo: bool = True) -> list[str]:
+    """Every attribute the sync asks the server for (the photo only when its rule is not
+    ``never``, and not at all with ``photo=False``: a login check needs no photo)."""
     names = {preset.id_attribute, *preset.login_attributes}
     if preset.disabled_attribute:
         names.add(preset.disabled_attribute)
     for pbx_field, rule in rules.items():
+        if pbx_field == "photo" and not photo:
+            continue
         if (pbx_field in STORED_FIELDS or pbx_field == "extension") and rule.rule != "never":
             names.update(source_attributes(rule.source))
     return sorted(names, key=str.lower)
@@ -107,7 +120,7 @@ class _Lookup:
         return values[0] if values else None
 
 
-def render(source: str, lookup: _Lookup) -> str | None:
+def render(source: str, lookup: _Lookup, limit: int = MAX_FIELD) -> str | None:
     """An attribute's first value, or a template with missing attributes left empty and
     spaces collapsed; None when nothing is left."""
     if "{" not in source:
@@ -116,7 +129,23 @@ def render(source: str, lookup: _Lookup) -> str | None:
         value = " ".join(_TEMPLATE.sub(lambda m: lookup.first(m.group(1)) or "", source).split())
     if not value:
         return None
-    return value[:MAX_FIELD]
+    return value[:limit]
+
+
+def photo_bytes(entry: Entry, rules: Mapping[str, FieldRule]) -> bytes | None:
+    """The raw photo of an entry when the mapping reads it and it is within
+    MAX_PHOTO_BYTES (the bytes the store keeps; to_person keeps only their SHA-256)."""
+    rule = rules.get("photo")
+    if rule is None or rule.rule == "never":
+        return None
+    raw = _Lookup(entry.attributes).raw(source_attributes(rule.source)[0])
+    if not raw or len(raw) > MAX_PHOTO_BYTES:
+        return None
+    return raw
+
+
+def photo_sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 def to_person(entry: Entry, preset: Preset, rules: Mapping[str, FieldRule]) -> Person:
@@ -126,10 +155,19 @@ def to_person(entry: Entry, preset: Preset, rules: Mapping[str, FieldRule]) -> P
     if not raw_id:
         raise MappingError(f"{entry.dn}: no {preset.id_attribute}")
     fields: dict[str, str | None] = {}
+    too_large = None
     for pbx_field, column in STORED_FIELDS.items():
         rule = rules.get(pbx_field)
-        if rule is not None and rule.rule != "never":
-            fields[column] = render(rule.source, lookup)
+        if rule is None or rule.rule == "never":
+            continue
+        if column != PHOTO_COLUMN:
+            fields[column] = render(rule.source, lookup, FIELD_LIMITS.get(column, MAX_FIELD))
+            continue
+        raw = lookup.raw(source_attributes(rule.source)[0])
+        if raw and len(raw) > MAX_PHOTO_BYTES:
+            too_large = len(raw)  # left out: the stored photo stays as it is
+        else:
+            fields[column] = photo_sha256(raw) if raw else None
     extension = bad = None
     ext_rule = rules.get("extension")
     if ext_rule is not None and ext_rule.rule != "never":
@@ -154,6 +192,7 @@ def to_person(entry: Entry, preset: Preset, rules: Mapping[str, FieldRule]) -> P
         enabled=enabled,
         logins=logins,
         bad_extension=bad,
+        photo_too_large=too_large,
     )
 
 

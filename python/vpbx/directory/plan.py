@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .groups import normalize_dn
-from .mapping import STORED_FIELDS, Person
+from .mapping import MAX_PHOTO_BYTES, STORED_FIELDS, Person
 from .presets import Mapping as FieldRule
 
 
@@ -175,6 +175,10 @@ def make_plan(
         by_id[p.directory_id] = p
         if p.bad_extension is not None:
             plan.errors.append(f"{p.dn}: {p.bad_extension!r} is not an extension; ignored")
+        if p.photo_too_large is not None:
+            plan.errors.append(
+                f"{p.dn}: photo of {p.photo_too_large} bytes is over {MAX_PHOTO_BYTES}; not stored"
+            )
 
     enabled_before = sum(1 for u in managed.values() if u.enabled)
     if config.full and not by_id and enabled_before:

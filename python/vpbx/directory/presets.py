@@ -50,7 +50,7 @@ AD: Final = Preset(
         "email": Mapping("mail"),
         "extension": Mapping("ipPhone", "create_only"),
         "manager": Mapping("manager"),
-        "photo": Mapping("thumbnailPhoto", "never"),
+        "photo": Mapping("thumbnailPhoto"),
     },
 )
 
@@ -69,7 +69,7 @@ OPENLDAP: Final = Preset(
         "email": Mapping("mail"),
         "extension": Mapping("telephoneNumber", "never"),
         "manager": Mapping("manager"),
-        "photo": Mapping("jpegPhoto", "never"),
+        "photo": Mapping("jpegPhoto"),
     },
 )
 

@@ -8,22 +8,25 @@ first sync to a few statements per kind.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vpbx.directory import Current, Plan
-from vpbx.directory.mapping import STORED_FIELDS
+from vpbx.directory.mapping import PHOTO_COLUMN, STORED_FIELDS
 from vpbx.directory.plan import Create
 from vpbx.sip.digest import compute_ha1s
 from vpbx.store.schema import registrations, roles, sip_accounts, user_roles, users
-from vpbx.store.users import HA1_COLUMNS
+from vpbx.store.users import HA1_COLUMNS, USER_COLUMNS
 
 __all__ = ["apply_plan", "load_current", "new_secret"]
 
 CHUNK: Final = 500  # ids per IN list (SQLite's variable limit is far above)
+PHOTO_BATCH_BYTES: Final = 512 * 1024  # photo bytes held per UPDATE batch (the memory target)
+#: A photo's bytes by its SHA-256 (vpbx.io.ldap_client.PhotoSpool.get)
+PhotoSource = Callable[[str], bytes]
 _COLUMNS: Final = tuple(STORED_FIELDS.values())
 T = TypeVar("T")
 
@@ -55,7 +58,7 @@ async def load_current(conn: AsyncConnection) -> tuple[list[Current], set[str]]:
     for user_id, name in await conn.execute(query):
         granted.setdefault(int(user_id), set()).add(str(name))
     out = []
-    for r in await conn.execute(sa.select(users)):
+    for r in await conn.execute(sa.select(*USER_COLUMNS)):
         m = r._mapping
         out.append(
             Current(
@@ -213,8 +216,38 @@ async def _roles(conn: AsyncConnection, plan: Plan, created: dict[str, int]) -> 
             await conn.execute(sa.insert(user_roles), rows)
 
 
-async def apply_plan(conn: AsyncConnection, plan: Plan, *, realm: str, now: float) -> None:
-    """Apply a (not aborted) plan on `conn` (the caller's transaction)."""
+async def _write_photos(
+    conn: AsyncConnection, plan: Plan, created: dict[str, int], photos: PhotoSource | None
+) -> None:
+    """The photo bytes of every user whose photo_sha256 the plan set (created or changed),
+    read from `photos` a batch at a time; a removed photo (hash None) clears the bytes."""
+    wanted = [(u.user_id, u.changes[PHOTO_COLUMN]) for u in plan.updates if PHOTO_COLUMN in u.changes]
+    wanted += [
+        (created[c.person.directory_id], c.person.fields[PHOTO_COLUMN])
+        for c in plan.creates
+        if c.person.fields.get(PHOTO_COLUMN) is not None
+    ]
+    stmt = sa.update(users).where(users.c.id == sa.bindparam("uid")).values(photo=sa.bindparam("photo"))
+    batch: list[dict[str, Any]] = []
+    held = 0
+    for user_id, sha in wanted:
+        if sha is not None and photos is None:
+            raise ValueError("the plan sets photos but no photo source was given")
+        data = None if sha is None or photos is None else photos(sha)
+        batch.append({"uid": user_id, "photo": data})
+        held += len(data or b"")
+        if held >= PHOTO_BATCH_BYTES or len(batch) >= CHUNK:
+            await conn.execute(stmt, batch)
+            batch, held = [], 0
+    if batch:
+        await conn.execute(stmt, batch)
+
+
+async def apply_plan(
+    conn: AsyncConnection, plan: Plan, *, realm: str, now: float, photos: PhotoSource | None = None
+) -> None:
+    """Apply a (not aborted) plan on `conn` (the caller's transaction). `photos` gives the
+    bytes of the photos the plan's hashes name (the run's PhotoSpool)."""
     if plan.abort:
         raise ValueError(f"an aborted plan is not applied: {plan.abort}")
     await _update(conn, plan, now)
@@ -227,4 +260,5 @@ async def apply_plan(conn: AsyncConnection, plan: Plan, *, realm: str, now: floa
     for chunk in _chunks(removed):
         await conn.execute(sa.delete(users).where(users.c.id.in_(chunk)))
     created = await _create(conn, plan, realm, now)
+    await _write_photos(conn, plan, created, photos)
     await _roles(conn, plan, created)

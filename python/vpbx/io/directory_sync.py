@@ -154,6 +154,8 @@ async def _run(
                 dry_run=dry_run,
                 mode=mode,
             )
+        finally:
+            snapshot.close()  # the spooled photos
     if report.status == "failed":
         with contextlib.suppress(StoreError, sa.exc.SQLAlchemyError):
             async with db.begin() as conn:
@@ -202,7 +204,9 @@ async def _plan_and_apply(
         )
         plan.errors[:0] = errors + [f"role group {g} not found" for g in snapshot.missing_groups]
         if not plan.abort and not dry_run:
-            await apply_plan(conn, plan, realm=realm or settings.realm, now=started)
+            await apply_plan(
+                conn, plan, realm=realm or settings.realm, now=started, photos=snapshot.photos.get
+            )
         report = from_plan(plan, started_at=started, finished_at=finished(), dry_run=dry_run, mode=mode)
         report.high_water = snapshot.high_water
         await record_run(conn, _to_run(report))

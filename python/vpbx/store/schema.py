@@ -49,8 +49,17 @@ users: Final = sa.Table(
     sa.Column("disabled_at", Time, nullable=True),  # start of the removal grace period
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # The manager's DN as the directory gives it (AD / OpenLDAP `manager`). It is resolved
+    # to a user at read time (join on directory_dn), so a manager synced later, renamed or
+    # removed needs no fix-up of the people who report to them.
+    sa.Column("manager_dn", sa.String(1024), nullable=True),
+    # The directory photo (AD thumbnailPhoto / jpegPhoto: a JPEG, <= 100 KB in AD) and its
+    # SHA-256, so a sync compares hashes and writes the bytes only when they changed.
+    sa.Column("photo", sa.LargeBinary, nullable=True),
+    sa.Column("photo_sha256", sa.String(64), nullable=True),
 )
 sa.Index(None, users.c.department)
+sa.Index(None, users.c.manager_dn)
 
 sip_accounts: Final = sa.Table(
     "sip_accounts",

@@ -31,7 +31,17 @@ HA1_COLUMNS: Final[dict[str, sa.Column[Any]]] = {
     "SHA-512-256": sip_accounts.c.ha1_sha512_256,
 }
 PROFILE_FIELDS: Final = frozenset(
-    {"display_name", "email", "department", "position", "phone", "mobile", "directory_id", "directory_dn"}
+    {
+        "display_name",
+        "email",
+        "department",
+        "position",
+        "phone",
+        "mobile",
+        "directory_id",
+        "directory_dn",
+        "manager_dn",
+    }
 )
 
 
@@ -51,6 +61,8 @@ class User:
     disabled_at: float | None
     created_at: float
     updated_at: float
+    manager_dn: str | None = None
+    photo_sha256: str | None = None  # the photo bytes are read on their own (photo_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,10 @@ _ACCOUNT_COLUMNS: Final = (
     sip_accounts.c.allowed_cidrs,
     sip_accounts.c.enabled,
 )
+
+
+#: Every users column but the photo bytes: listing users never loads photos.
+USER_COLUMNS: Final = tuple(c for c in users.c if c.name != "photo")
 
 
 def _user(m: sa.RowMapping) -> User:
@@ -159,19 +175,26 @@ async def create_user(
 
 
 async def get_user(conn: AsyncConnection, extension: str) -> User | None:
-    row = (await conn.execute(sa.select(users).where(users.c.extension == extension))).first()
+    row = (await conn.execute(sa.select(*USER_COLUMNS).where(users.c.extension == extension))).first()
     return None if row is None else _user(row._mapping)
 
 
 async def get_user_by_directory_id(conn: AsyncConnection, directory_id: str) -> User | None:
-    row = (await conn.execute(sa.select(users).where(users.c.directory_id == directory_id))).first()
+    row = (await conn.execute(sa.select(*USER_COLUMNS).where(users.c.directory_id == directory_id))).first()
     return None if row is None else _user(row._mapping)
+
+
+async def photo_of(conn: AsyncConnection, extension: str) -> bytes | None:
+    """The stored directory photo (JPEG bytes) of a user, None when there is none."""
+    query = sa.select(users.c.photo).where(users.c.extension == extension)
+    value = (await conn.execute(query)).scalar_one_or_none()
+    return None if value is None else bytes(value)
 
 
 async def list_users(
     conn: AsyncConnection, *, department: str | None = None, enabled: bool | None = None
 ) -> list[User]:
-    query = sa.select(users).order_by(users.c.extension)
+    query = sa.select(*USER_COLUMNS).order_by(users.c.extension)
     if department is not None:
         query = query.where(users.c.department == department)
     if enabled is not None:
