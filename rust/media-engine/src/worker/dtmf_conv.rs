@@ -24,6 +24,10 @@ use std::time::{Duration, Instant};
 /// No event packet for this long ends the tone even without its final
 /// packet (all three lost, or a sender that stopped mid-event).
 const EVENT_LOST_AFTER: Duration = Duration::from_millis(500);
+/// After the last event packet the outgoing stream keeps going this long
+/// (with silence once the tone is over), so a sender that paused its
+/// audio for the event finds the stream still running when it resumes.
+const HOLD_AFTER_EVENT: Duration = Duration::from_millis(60);
 /// A key is played at least this long (ITU-T Q.24 accepts keys from
 /// 40 ms), even when only its final packets arrived.
 const MIN_TONE_MS: u64 = 50;
@@ -89,8 +93,17 @@ impl ToneOverlay {
         }
     }
 
-    /// True while a tone is to be sent (the transcoder keeps producing
-    /// frames even if the input audio paused).
+    /// True while a tone is to be sent or event packets are still
+    /// arriving: the transcoder keeps producing frames even if the input
+    /// audio paused.
+    pub fn busy(&mut self, now: Instant) -> bool {
+        self.active(now)
+            || self
+                .last_packet
+                .is_some_and(|t| now.saturating_duration_since(t) < HOLD_AFTER_EVENT)
+    }
+
+    /// True while a tone is to be sent.
     pub fn active(&mut self, now: Instant) -> bool {
         if self.tone.is_some()
             && self.length.is_none()

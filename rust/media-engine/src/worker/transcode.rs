@@ -288,7 +288,7 @@ impl Transcoder {
     /// True while converted DTMF is being sent: frames are produced even
     /// with no audio to decode.
     fn dtmf_busy(&mut self, now: Instant) -> bool {
-        self.tones.as_mut().is_some_and(|t| t.active(now)) || self.inband.as_ref().is_some_and(|e| e.active())
+        self.tones.as_mut().is_some_and(|t| t.busy(now)) || self.inband.as_ref().is_some_and(|e| e.active())
     }
 
     /// True for the input side's telephone-event payload type.
@@ -311,10 +311,10 @@ impl Transcoder {
     pub fn translate_event(&mut self, packet: &[u8], now: Instant) -> Option<&[u8]> {
         let Some(out_pt) = self.events.out_pt else {
             if let Some(t) = self.tones.as_mut() {
+                // The event packets are the sender's stream as much as its
+                // audio (RFC 4733 §2.5.1: same SSRC and clock).
                 t.on_event(packet, now);
-                if t.active(now) {
-                    self.wake(now);
-                }
+                self.wake(now);
             }
             return None;
         };
