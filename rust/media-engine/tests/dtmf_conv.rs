@@ -116,8 +116,31 @@ fn check_five(got: &[(Vec<u8>, SocketAddr)], cb: &LegCodec) {
     for v in &views {
         dec.decode(v.payload(), &mut pcm).unwrap();
     }
-    let mut det = DtmfDetector::new(dec.sample_rate()).unwrap();
+    let rate = dec.sample_rate();
+    let mut det = DtmfDetector::new(rate).unwrap();
     assert_eq!(det.feed(&pcm), vec!['5']);
+    // The tone lasts about the event's 100 ms (20 ms frames: 4-7 of them
+    // with the key's 770 + 1336 Hz carrying the signal).
+    let frame = (rate / 50) as usize;
+    let toned = pcm
+        .chunks_exact(frame)
+        .filter(|f| tone_share(f, 770.0, rate) + tone_share(f, 1336.0, rate) > 0.8)
+        .count();
+    assert!((4..=7).contains(&toned), "{toned} frames of tone");
+}
+
+/// Share of the signal's energy at `freq` (Goertzel), 0..=1.
+fn tone_share(pcm: &[i16], freq: f64, rate: u32) -> f64 {
+    let w = std::f64::consts::TAU * freq / f64::from(rate);
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in pcm {
+        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let energy: f64 = pcm.iter().map(|&x| f64::from(x).powi(2)).sum();
+    (2.0 * power / pcm.len() as f64 / energy.max(1.0)).min(1.0)
 }
 
 #[test]
@@ -133,10 +156,27 @@ fn rfc4733_key_becomes_a_tone_in_pcma_even_with_the_audio_paused() {
 }
 
 #[test]
+fn rfc4733_key_becomes_a_tone_in_opus() {
+    let opus = LegCodec::new("opus", 48000, 111);
+    check_five(&key_five_from_a(&opus, 47460, false), &opus);
+}
+
+#[test]
 fn inband_keys_become_rfc4733_events_once_each_with_the_tone_muted() {
-    let e = engine(47440, 20, |_| {});
+    inband_keys_to_a(&LegCodec::new("PCMU", 8000, 0), 47440);
+}
+
+#[test]
+fn inband_keys_become_rfc4733_events_at_opus_clock() {
+    inband_keys_to_a(&LegCodec::new("opus", 48000, 111), 47480);
+}
+
+/// B (PCMU, no telephone-event) plays "9" and "#" in-band; A (codec `ca`,
+/// telephone-event clocked like it) gets each as one RFC 4733 event.
+fn inband_keys_to_a(ca: &LegCodec, base: u16) {
+    let e = engine(base, 20, |_| {});
     let pcmu = LegCodec::new("PCMU", 8000, 0);
-    let (_s, [(_, pa, _), (_, pb, b_rtp)]) = call(&e, &pcmu, &pcmu);
+    let (_s, [(_, pa, _), (_, pb, b_rtp)]) = call(&e, ca, &pcmu);
     // B: noise, "9" for 120 ms, noise, "#" for 120 ms, noise.
     let mut pcm = noise(1600, 0);
     pcm.extend(generate_dtmf(8000, '9', 120, -10.0).unwrap());
@@ -181,15 +221,16 @@ fn inband_keys_become_rfc4733_events_once_each_with_the_tone_muted() {
         let ends: Vec<_> = evs.iter().filter(|e| e.end).collect();
         assert_eq!(ends.len(), 3, "{digit}: three final packets");
         assert!(evs.last().unwrap().end);
-        let d = ends[0].duration;
-        assert!((480..=1600).contains(&d), "{digit}: {d} units for a 120 ms key");
+        let ms = u32::from(ends[0].duration) * 1000 / ca.clock_rate;
+        assert!((60..=200).contains(&ms), "{digit}: {ms} ms for a 120 ms key");
     }
     // The audio towards A carries no key of its own.
-    let mut dec = codec::decoder("PCMU", 8000, 1, &Params::new()).unwrap();
+    let mut dec = codec::decoder(&ca.name, ca.clock_rate, ca.channels, &Params::new()).unwrap();
     let mut audio = Vec::new();
-    for v in views.iter().filter(|v| v.payload_type().0 == 0) {
+    for v in views.iter().filter(|v| v.payload_type().0 == ca.payload_type) {
         dec.decode(v.payload(), &mut audio).unwrap();
     }
-    assert!(audio.len() > 8000 / 2);
-    assert_eq!(DtmfDetector::new(8000).unwrap().feed(&audio), Vec::<char>::new());
+    let rate = dec.sample_rate();
+    assert!(audio.len() > rate as usize / 2);
+    assert_eq!(DtmfDetector::new(rate).unwrap().feed(&audio), Vec::<char>::new());
 }
