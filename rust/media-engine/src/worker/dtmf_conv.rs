@@ -13,8 +13,9 @@
 //!   ptime while the key is held, the final packet three times (§2.5.1).
 //!   While the events are sent they take the place of the audio packets, so
 //!   the tone itself is muted towards that side (no double detection by the
-//!   receiver, §2.6 lets a sender choose); only the 26-38 ms the detector
-//!   needs before it accepts a key pass as audio.
+//!   receiver; RFC 4733 lets a source either send audio alongside its
+//!   events or block it while it reports them); only the 26-38 ms the
+//!   detector needs before it accepts a key pass as audio.
 
 use media_core::dtmf::{DtmfDetector, EventReceiver, EventSender, ToneGenerator};
 use media_core::rtp::RtpView;
