@@ -304,10 +304,9 @@ impl Transcoder {
     /// RFC 4733 event packets are not audio: instead of being decoded they
     /// are passed on at once in the outgoing stream (its SSRC and sequence
     /// numbers), with the output side's payload type and the timestamp and
-    /// duration rescaled to its clock. `None` (dropped) when the output
-    /// side negotiated no telephone-event.
-    /// Without telephone-event on the output side the key is played as
-    /// tones in the outgoing audio instead (see `dtmf_conv`).
+    /// duration rescaled to its clock. `None` when the output side
+    /// negotiated no telephone-event: the key is then played as tones in
+    /// the outgoing audio instead (see `dtmf_conv`).
     pub fn translate_event(&mut self, packet: &[u8], now: Instant) -> Option<&[u8]> {
         let Some(out_pt) = self.events.out_pt else {
             if let Some(t) = self.tones.as_mut() {
