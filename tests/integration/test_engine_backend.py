@@ -3,14 +3,27 @@ ports 41400..41499), checked call by call and through the NG commands."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
-from vpbx.media import Engine, RtpPacket
+from vpbx.media import (
+    Decoder,
+    DtmfDetector,
+    Encoder,
+    Engine,
+    RtpPacket,
+    dtmf_tone,
+    parse_telephone_event,
+    telephone_event_packets,
+)
 from vpbx.media.ng_backend import EngineBackend
 from vpbx.ng import (
     BackendError,
@@ -22,6 +35,7 @@ from vpbx.ng import (
     decode,
     encode,
 )
+from vpbx.ng.bencode import Encodable
 from vpbx.sdp import Codec
 
 PCMU = Codec("PCMU", 8000, None, None, 0)
@@ -98,7 +112,7 @@ def test_relay_then_transcode_then_stats_and_delete(
     be.set_remote("c1", "alice", 0, Endpoint("127.0.0.1", port(pa)))
     be.set_remote("c1", "bob", 0, Endpoint("127.0.0.1", port(pb)))
     be.set_codecs("c1", "alice", 0, LegCodecs((PCMU, EVENTS), (PCMU, EVENTS), 20))
-    be.set_codecs("c1", "bob", 0, LegCodecs((PCMA,), (PCMA,), 20))
+    be.set_codecs("c1", "bob", 0, LegCodecs((PCMA, EVENTS), (PCMA, EVENTS), 20))
 
     be.connect("c1", "alice", "bob", [False])  # relay: the payload goes through as it is
     assert be.transcoded_streams() == 0
@@ -175,7 +189,8 @@ def test_play_media_and_dtmf_on_a_relayed_call(
     got = [RtpPacket.parse(pb.recv(2048)) for _ in range(20)]
     assert {p.payload_type for p in got} == {0}
     assert be.stop_media("c1", "bob") == 0
-    assert not be.transcoded_streams()  # giving bob's leg its codec kept the pair relaying
+    # only alice has telephone-event: the pair is transcoded (PCMU to PCMU) to convert keys
+    assert be.transcoded_streams() == 2
     # bob presses 9: alice negotiated telephone-event, so RFC 4733 events reach her
     be.play_dtmf("c1", "bob", 9, duration_ms=100, volume_db=-8, pause_ms=100)
     events = [RtpPacket.parse(pa.recv(2048)) for _ in range(5)]
@@ -185,6 +200,116 @@ def test_play_media_and_dtmf_on_a_relayed_call(
     tones = [RtpPacket.parse(pb.recv(2048)) for _ in range(5)]
     assert {p.payload_type for p in tones} == {0}
     be.delete("c1")
+
+
+def _send_audio(phone: socket.socket, to: int, pcm: npt.NDArray[np.int16], keys: dict[int, bytes]) -> None:
+    """PCMU audio to port ``to`` at real pace, with the RFC 4733 packets of ``keys`` (frame ->
+    packet) before the audio of their frame."""
+    enc = Encoder("PCMU", 8000)
+    start, seq = time.monotonic(), 1
+    for i in range(len(pcm) // 160):
+        for pkt in [keys[i]] if i in keys else []:
+            parsed = RtpPacket.parse(pkt)
+            parsed.sequence_number = seq
+            phone.sendto(parsed.serialize(), ("127.0.0.1", to))
+            seq += 1
+        audio = RtpPacket(0, seq, 8000 + 160 * i, 7, enc.encode(pcm[160 * i : 160 * (i + 1)]))
+        phone.sendto(audio.serialize(), ("127.0.0.1", to))
+        seq += 1
+        time.sleep(max(0.0, start + 0.02 * (i + 1) - time.monotonic()))
+
+
+def _received(phone: socket.socket) -> list[RtpPacket]:
+    """What arrives until the socket stays quiet for 0.3 s (200 packets at most)."""
+    phone.settimeout(0.3)
+    got: list[RtpPacket] = []
+    with contextlib.suppress(TimeoutError):
+        while len(got) < 200:
+            got.append(RtpPacket.parse(phone.recv(2048)))
+    return got
+
+
+def _key_five(first_frame: int) -> dict[int, bytes]:
+    """The RFC 4733 packets (PT 101) of a 100 ms "5" starting at 20 ms frame ``first_frame``."""
+    events = telephone_event_packets("5", 100, timestamp=8000 + 160 * first_frame)
+    return {
+        first_frame + n: RtpPacket(101, 0, ts, 7, payload, marker=marker).serialize()
+        for n, (marker, ts, payload) in enumerate(events)
+    }
+
+
+def test_keys_are_converted_when_only_one_side_has_telephone_event(
+    engine: Engine, phones: tuple[socket.socket, socket.socket]
+) -> None:
+    """alice negotiated telephone-event, bob did not, with the same codec: the pair is
+    transcoded, alice's RFC 4733 key is heard by bob as a tone, bob's tones reach alice as
+    events."""
+    be = EngineBackend(engine)
+    pa, pb = phones
+    ports = {}
+    for party, phone, codecs in (("alice", pa, (PCMU, EVENTS)), ("bob", pb, (PCMU,))):
+        ports[party] = be.allocate_leg("c1", party, 0).rtp_port
+        be.set_remote("c1", party, 0, Endpoint("127.0.0.1", port(phone)))
+        be.set_codecs("c1", party, 0, LegCodecs(codecs, codecs, 20))
+    be.connect("c1", "alice", "bob", [False])
+    assert be.transcoded_streams() == 2
+    assert be.query("c1").legs[("alice", 0)].transcoding
+    # alice presses 5 (RFC 4733, from frame 10 on): bob's audio carries the tone, once
+    _send_audio(pa, ports["alice"], np.zeros(8000, dtype=np.int16), _key_five(10))
+    dec = Decoder("PCMU", 8000)
+    to_bob = _received(pb)
+    assert {p.payload_type for p in to_bob} == {0}
+    heard = np.concatenate([dec.decode(p.payload) for p in to_bob])
+    assert DtmfDetector(8000).feed(heard) == ["5"]
+    # bob plays the tones of 9 then # in his audio: alice gets RFC 4733 events, each key once
+    silence = np.zeros(1600, dtype=np.int16)
+    tones = np.concatenate([silence, dtmf_tone(8000, "9", 120), silence, dtmf_tone(8000, "#", 120), silence])
+    _send_audio(pb, ports["bob"], tones.astype(np.int16), {})
+    to_alice = [p for p in _received(pa) if p.payload_type == 101]
+    parsed = [parse_telephone_event(p.payload) for p in to_alice]
+    assert [e["digit"] for e, p in zip(parsed, to_alice, strict=True) if p.marker] == ["9", "#"]
+    assert [e["digit"] for e in parsed if e["end"]] == ["9"] * 3 + ["#"] * 3
+    be.delete("c1")
+
+
+def test_ng_transcoded_call_turns_rfc4733_keys_into_tones(
+    engine: Engine, phones: tuple[socket.socket, socket.socket]
+) -> None:
+    """Through the NG commands: alice offers PCMU with telephone-event, bob answers PCMA alone;
+    alice's answer keeps telephone-event, and her RFC 4733 key reaches bob as a PCMA tone."""
+    server = NgServer(EngineBackend(engine))
+    pa, pb = phones
+    cookies = iter(range(100))
+
+    def ng(**req: Encodable) -> dict[bytes, bytes]:
+        cookie = f"k{next(cookies)} ".encode()
+        reply = server.handle_datagram(
+            cookie + encode({k.replace("_", "-"): v for k, v in req.items()}), ("h", 1), 1.0
+        )
+        assert reply is not None and reply.startswith(cookie)
+        doc = decode(reply[len(cookie) :])
+        assert isinstance(doc, dict) and doc[b"result"] == b"ok", doc
+        return doc  # type: ignore[return-value]
+
+    head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    offer = head + f"m=audio {port(pa)} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    ng(
+        command="offer",
+        call_id="t1",
+        from_tag="a",
+        sdp=offer,
+        codec={"transcode": ["PCMA"], "mask": ["PCMU"]},
+    )
+    answer = head + f"m=audio {port(pb)} RTP/AVP 8\r\n"
+    to_alice = ng(command="answer", call_id="t1", from_tag="a", to_tag="b", sdp=answer)[b"sdp"]
+    assert b"telephone-event/8000" in to_alice
+    alice_port = int(to_alice.split(b"m=audio ")[1].split()[0])
+    _send_audio(pa, alice_port, np.zeros(8000, dtype=np.int16), _key_five(10))
+    heard = _received(pb)
+    assert heard and {p.payload_type for p in heard} == {8}
+    dec = Decoder("PCMA", 8000)
+    assert DtmfDetector(8000).feed(np.concatenate([dec.decode(p.payload) for p in heard])) == ["5"]
+    ng(command="delete", call_id="t1")
 
 
 def test_deleting_a_party_and_media_timeouts(engine: Engine) -> None:

@@ -22,6 +22,11 @@
   keeps relaying). ``blob`` (file bytes in the request) is refused: write the file on the node.
 - DTMF detection (``detect_dtmf``): legs that negotiated telephone-event report key presses as
   engine ``dtmf`` events (RFC 4733; in-band too on transcoded legs, which have a codec).
+- DTMF conversion: when only one party of an m-line negotiated telephone-event, ``connect``
+  gives both legs their codec even if the offer/answer relays, and the engine transcodes the
+  pair (PCMU to PCMU included): RFC 4733 events from the one party become in-band tones towards
+  the other, in-band tones from the other become RFC 4733 events (the tone muted) towards the
+  one. A codec the engine cannot decode keeps the pair relayed, and such keys are lost.
 - play DTMF: rtpengine's party is the one *generating* the key: the digit goes to the other
   party, as RFC 4733 events when that party negotiated telephone-event, else as in-band tones.
 - latching per request: ``strict source``, ``asymmetric`` and ``media handover`` set the
@@ -320,8 +325,15 @@ class EngineBackend:
             if a is None or b is None:
                 continue
             ca, cb = self._engine_codec(a, tc), self._engine_codec(b, tc)
-            # the engine relays two legs of the same format and ptime even when asked to transcode
-            transcoding = tc and same_stream_key(ca) != same_stream_key(cb)
+            # the engine relays two legs of the same format and ptime even when asked to transcode,
+            # unless only one of them has telephone-event: then it transcodes to convert keys
+            convert_dtmf = (ca.telephone_event_pt is None) != (cb.telephone_event_pt is None)
+            if convert_dtmf and not tc:
+                try:
+                    ca, cb = self._engine_codec(a, True), self._engine_codec(b, True)
+                except BackendError:
+                    convert_dtmf = False  # a codec the engine cannot decode: relayed, keys dropped
+            transcoding = (tc and same_stream_key(ca) != same_stream_key(cb)) or convert_dtmf
             with self._engine_errors():
                 self._apply(call.session, a, ca)
                 self._apply(call.session, b, cb)

@@ -16,7 +16,11 @@
 //! into a leg ([`Engine::play`] for WAV prompts, [`Engine::send_dtmf`] for
 //! RFC 4733 or in-band DTMF), reports key presses heard on a leg
 //! ([`LegDtmf`], `Event::Dtmf`) and translates RFC 4733 payload types
-//! between transcoded legs. Events reach the control plane
+//! between transcoded legs. When only one leg of a pair has a
+//! telephone-event payload type, the pair is transcoded even with the same
+//! codec, and keys are converted: RFC 4733 events become Q.23 tones in the
+//! other leg's audio, in-band tones become RFC 4733 events (the tone's
+//! audio replaced by the event packets while the key is held). Events reach the control plane
 //! through [`Engine::event_fd`] + [`Engine::poll_events`]; Rust never calls
 //! Python.
 //!

@@ -104,6 +104,8 @@ impl Default for DtmfOptions {
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct LegDtmf {
     /// Payload type of RFC 4733 events on this leg; `None`: not negotiated.
+    /// When exactly one of two connected legs (both with a codec) has it,
+    /// the pair is transcoded and keys are converted to/from in-band tones.
     pub telephone_event_pt: Option<u8>,
     /// Report key presses received on the leg as `Event::Dtmf`: RFC 4733
     /// events (needs `telephone_event_pt`) and in-band tones (needs the

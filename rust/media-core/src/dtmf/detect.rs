@@ -92,6 +92,12 @@ impl DtmfDetector {
         self.block_len
     }
 
+    /// The key currently held down (reported when pressed, cleared once
+    /// it is released), for callers that follow a key's whole length.
+    pub fn held(&self) -> Option<char> {
+        self.held
+    }
+
     /// Forgets any partial block and held key.
     pub fn reset(&mut self) {
         self.clear_block();

@@ -134,6 +134,19 @@ impl EventSender {
         self.active = None;
     }
 
+    /// Ends the current event at the duration reported so far (for a key
+    /// whose length was not known when it started, e.g. one detected
+    /// in-band): the next packet is the final one, sent three times
+    /// (§2.5.1.4). Does nothing when idle or already ending.
+    pub fn finish(&mut self) {
+        if let Some(a) = self.active.as_mut().filter(|a| a.end_repeats.is_none()) {
+            // At least one update into the current segment, so the final
+            // packet never reports a zero duration.
+            let floor = (a.segment * MAX_SEGMENT + 1).max(self.ptime_units);
+            a.total = a.total.min((a.tick * self.ptime_units).max(floor));
+        }
+    }
+
     /// Appends the payload of the next packet to `out` and returns its RTP
     /// header fields, or `None` when the event is over.
     pub fn next_packet(&mut self, out: &mut Vec<u8>) -> Option<EventPacketMeta> {
@@ -202,6 +215,27 @@ mod tests {
             assert!(v.len() < 100_000, "sender never ends");
         }
         v
+    }
+
+    #[test]
+    fn finish_ends_a_long_event_at_what_was_reported() {
+        let mut s = EventSender::new(8000, 20).unwrap();
+        s.start('9', 60_000, 10, RtpTimestamp(0)).unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..5 {
+            s.next_packet(&mut buf).unwrap();
+        }
+        s.finish();
+        let p = drain(&mut s);
+        let durations: Vec<u16> = p.iter().map(|(_, e)| e.duration).collect();
+        assert_eq!(durations, [800, 800, 800]);
+        assert!(p.iter().all(|(m, e)| e.end && !m.marker));
+        // Finished before its first packet: one update's worth, still once.
+        s.start('1', 60_000, 10, RtpTimestamp(0)).unwrap();
+        s.finish();
+        let p = drain(&mut s);
+        assert_eq!(p.len(), 3);
+        assert!(p[0].0.marker && p.iter().all(|(_, e)| e.end && e.duration == 160));
     }
 
     #[test]

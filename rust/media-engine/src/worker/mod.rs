@@ -4,6 +4,7 @@
 //! the packet path takes no lock.
 
 mod command;
+mod dtmf_conv;
 mod dtmf_in;
 pub(crate) mod inject;
 mod latch;
@@ -391,7 +392,8 @@ impl Worker {
 
     /// Bidirectional forwarding between two legs of one session; each
     /// leaves any earlier partner. When both legs name codecs that differ
-    /// (or only their ptime does), media is transcoded both ways.
+    /// (or only their ptime does), or only one of them has telephone-event,
+    /// media is transcoded both ways.
     fn connect(&mut self, session: SessionId, a: LegId, b: LegId) -> Result<()> {
         let ka = self.leg_key(session, a)?;
         let kb = self.leg_key(session, b)?;
@@ -399,8 +401,14 @@ impl Worker {
             return Err(Error::Invalid(format!("cannot connect leg {a} to itself")));
         }
         let codec = |k: usize| self.legs.get(k).and_then(|l| l.codec.clone());
+        let event_pt = |k: usize| self.legs.get(k).and_then(|l| l.dtmf.telephone_event_pt);
+        let (ea, eb) = (event_pt(ka), event_pt(kb));
+        // Telephone-event on one side only: even the same codec is
+        // transcoded, so keys are converted between RFC 4733 events and
+        // in-band tones (worker::dtmf_conv).
+        let convert_dtmf = ea.is_some() != eb.is_some();
         let transcoders = match (codec(ka), codec(kb)) {
-            (Some(ca), Some(cb)) if !ca.same_stream(&cb) => {
+            (Some(ca), Some(cb)) if !ca.same_stream(&cb) || convert_dtmf => {
                 let opus = self.config.opus_complexity;
                 let seed = self.epoch.elapsed().subsec_nanos() ^ (session.0 as u32).wrapping_mul(0x9e37_79b1);
                 Some((
@@ -416,8 +424,6 @@ impl Worker {
             Some((x, y)) => (Some(Box::new(x)), Some(Box::new(y))),
             None => (None, None),
         };
-        let event_pt = |k: usize| self.legs.get(k).and_then(|l| l.dtmf.telephone_event_pt);
-        let (ea, eb) = (event_pt(ka), event_pt(kb));
         for (k, other, mut t, (ein, eout)) in [(ka, kb, ta, (ea, eb)), (kb, ka, tb, (eb, ea))] {
             if let Some(t) = t.as_mut() {
                 t.set_event_types(ein, eout);

@@ -110,7 +110,7 @@ impl Worker {
                 let pt = d.data.get(1).map_or(0, |b| b & 0x7f);
                 if verdict == Verdict::Rtp && t.is_event(pt) {
                     if let (Some(pkt), Some((fd, Some(dest))), false) =
-                        (t.translate_event(d.data), route.map(|r| r.rtp), muted)
+                        (t.translate_event(d.data, now), route.map(|r| r.rtp), muted)
                     {
                         if crate::sys::send_one(fd, pkt, &RawAddr::new(dest)).is_ok() {
                             events_out += 1;

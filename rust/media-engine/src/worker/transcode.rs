@@ -8,6 +8,7 @@
 //! that changes the encoding is a new source): own SSRC, sequence numbers
 //! and timestamps; the marker bit opens each talkspurt (RFC 3551 §4.1).
 
+use super::dtmf_conv::{EventOut, ToneOverlay};
 use crate::config::LegCodec;
 use crate::error::{Error, Result};
 use media_core::codec::{self, Encoder, Params};
@@ -98,6 +99,15 @@ pub(crate) struct Transcoder {
     pub errors: u64,
     events: EventMap,
     event_packet: Vec<u8>,
+    /// PCM rates of the decoder and encoder, output channels and ptime.
+    dec_rate: u32,
+    enc_rate: u32,
+    channels: u8,
+    ptime_ms: u32,
+    /// RFC 4733 events in, no telephone-event out: keys become tones.
+    tones: Option<Box<ToneOverlay>>,
+    /// No telephone-event in, RFC 4733 out: in-band keys become events.
+    inband: Option<Box<EventOut>>,
     /// RFC 3550 §6.4.1 sender info of the outgoing stream.
     pub sent: SenderCounts,
 }
@@ -214,6 +224,12 @@ impl Transcoder {
                 ..EventMap::default()
             },
             event_packet: Vec::with_capacity(64),
+            dec_rate,
+            enc_rate,
+            channels: to.channels,
+            ptime_ms: to.ptime_ms,
+            tones: None,
+            inband: None,
             sent: SenderCounts {
                 clock_rate: to.clock_rate,
                 ..SenderCounts::default()
@@ -228,6 +244,11 @@ impl Transcoder {
             self.errors += 1;
             return;
         }
+        self.wake(now);
+    }
+
+    /// Input arrived at `now`: the outgoing stream runs (again).
+    fn wake(&mut self, now: Instant) {
         self.last_push = Some(now);
         if self.next_due.is_none() {
             // RFC 3550 §5.1: the timestamp keeps counting sampling time
@@ -242,11 +263,32 @@ impl Transcoder {
         }
     }
 
-    /// Telephone-event payload types of the input and output sides.
+    /// Telephone-event payload types of the input and output sides. When
+    /// only one side has telephone-event, keys are converted between RFC
+    /// 4733 events and in-band tones (see `dtmf_conv`).
     pub fn set_event_types(&mut self, input: Option<u8>, output: Option<u8>) {
         self.events.in_pt = input.map(|p| p & 0x7f);
         self.events.out_pt = output.map(|p| p & 0x7f);
         self.events.base = None;
+        self.tones = match (input, output) {
+            (Some(_), None) => {
+                ToneOverlay::new(self.events.in_rate, self.enc_rate, self.channels).map(Box::new)
+            }
+            _ => None,
+        };
+        self.inband = match (input, output) {
+            // The detector takes mono PCM.
+            (None, Some(pt)) if self.channels == 1 => {
+                EventOut::new(self.dec_rate, pt, self.events.out_rate, self.ptime_ms).map(Box::new)
+            }
+            _ => None,
+        };
+    }
+
+    /// True while converted DTMF is being sent: frames are produced even
+    /// with no audio to decode.
+    fn dtmf_busy(&mut self, now: Instant) -> bool {
+        self.tones.as_mut().is_some_and(|t| t.busy(now)) || self.inband.as_ref().is_some_and(|e| e.active())
     }
 
     /// True for the input side's telephone-event payload type.
@@ -262,10 +304,19 @@ impl Transcoder {
     /// RFC 4733 event packets are not audio: instead of being decoded they
     /// are passed on at once in the outgoing stream (its SSRC and sequence
     /// numbers), with the output side's payload type and the timestamp and
-    /// duration rescaled to its clock. `None` (dropped) when the output
-    /// side negotiated no telephone-event.
-    pub fn translate_event(&mut self, packet: &[u8]) -> Option<&[u8]> {
-        let out_pt = self.events.out_pt?;
+    /// duration rescaled to its clock. `None` when the output side
+    /// negotiated no telephone-event: the key is then played as tones in
+    /// the outgoing audio instead (see `dtmf_conv`).
+    pub fn translate_event(&mut self, packet: &[u8], now: Instant) -> Option<&[u8]> {
+        let Some(out_pt) = self.events.out_pt else {
+            if let Some(t) = self.tones.as_mut() {
+                // The event packets are the sender's stream as much as its
+                // audio (RFC 4733 §2.5.1: same SSRC and clock).
+                t.on_event(packet, now);
+                self.wake(now);
+            }
+            return None;
+        };
         let v = RtpView::parse(packet).ok()?;
         let payload = v.payload();
         if payload.len() < 4 {
@@ -316,7 +367,8 @@ impl Transcoder {
         let quiet = self
             .last_push
             .map_or(IDLE_HARD, |t| now.saturating_duration_since(t));
-        if quiet >= IDLE_HARD || (quiet >= IDLE_AFTER && self.jb.stats().buffered_packets == 0) {
+        let idle = quiet >= IDLE_HARD || (quiet >= IDLE_AFTER && self.jb.stats().buffered_packets == 0);
+        if idle && !self.dtmf_busy(now) {
             self.next_due = None;
             self.stopped_at = Some(now);
             return;
@@ -332,6 +384,11 @@ impl Transcoder {
             if let Err(()) = self.frame_out(due - self.ptime, epoch) {
                 self.errors += 1;
                 continue;
+            }
+            if self.fifo.len() < self.frame && self.dtmf_busy(now) {
+                // No audio (the sender paused for its events): a frame
+                // of silence to carry the tone or the event.
+                self.fifo.resize(self.frame, 0);
             }
             while self.fifo.len() >= self.frame {
                 let ts = self.ts;
@@ -354,6 +411,9 @@ impl Transcoder {
         if !self.jb.pop(ms, &mut self.pcm).map_err(|_| ())? {
             return Ok(());
         }
+        if let Some(e) = self.inband.as_mut() {
+            e.on_pcm(&self.pcm);
+        }
         match self.resampler.as_mut() {
             None => self.fifo.extend_from_slice(&self.pcm),
             Some(r) => {
@@ -367,6 +427,19 @@ impl Transcoder {
 
     /// Encodes one frame from the FIFO into `self.packet` (RFC 3550 §5.1 header).
     fn encode_packet(&mut self) -> Result<()> {
+        if let Some(e) = self.inband.as_mut() {
+            // An in-band key's RFC 4733 packet replaces this frame's audio;
+            // the audio timeline goes on under it.
+            if e.packet(self.seq, self.ts, self.ssrc, &mut self.packet) {
+                self.fifo.drain(..self.frame);
+                self.seq = self.seq.wrapping_add(1);
+                self.ts = self.ts.wrapping_add(self.ts_step);
+                return Ok(());
+            }
+        }
+        if let Some(t) = self.tones.as_mut() {
+            t.fill(&mut self.fifo[..self.frame]);
+        }
         self.packet.clear();
         self.packet
             .extend_from_slice(&[0x80, self.out_pt | if self.marker { 0x80 } else { 0 }]);
