@@ -10,7 +10,17 @@ use media_core::codec::{self, Params};
 use media_engine::{Engine, Event, LegCodec, LegSpec, RecordingLayout, RecordingSpec, SessionId};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The tests that compare a file's duration with wall time run one at a time: run side by
+/// side (cargo runs tests on every core) their sender threads fall behind real time on a
+/// 2-core machine and the comparison measures the scheduler, not the recorder.
+static REAL_TIME: Mutex<()> = Mutex::new(());
+
+/// A file may differ from wall time by this much. The 5% loss on A is 100 ms of audio over
+/// the 2 s: a recorder that did not fill gaps would be off by about that, so this stays below.
+const WALL_TOLERANCE_S: f64 = 0.080;
 
 fn pcmu() -> LegCodec {
     LegCodec::new("PCMU", 8000, 0)
@@ -132,6 +142,7 @@ fn spec(path: &Path, layout: RecordingLayout) -> RecordingSpec {
 /// Records ~2 s of 400 Hz on A (5% lost) and 1000 Hz on B; returns the
 /// file and the wall time between start and stop.
 fn record_two_tones(port_min: u16, layout: RecordingLayout, name: &str) -> (Wav, Duration, u64) {
+    let _one_at_a_time = REAL_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let e = engine(port_min, 20, |_| {});
     let c = call(&e);
     let path = tmp(name);
@@ -158,7 +169,7 @@ fn stereo_recording_puts_each_leg_on_its_channel_in_real_time_despite_loss() {
     assert_eq!((wav.rate, wav.channels), (8000, 2));
     let dur = Duration::from_secs_f64(wav.pcm[0].len() as f64 / 8000.0);
     let off = dur.as_secs_f64() - wall.as_secs_f64();
-    assert!(off.abs() <= 0.060, "file {dur:?} vs wall {wall:?}");
+    assert!(off.abs() <= WALL_TOLERANCE_S, "file {dur:?} vs wall {wall:?}");
     // Steady part: skip the jitter buffer start-up, stop before the end.
     let (l, r) = (&wav.pcm[0][1600..12800], &wav.pcm[1][1600..12800]);
     assert!(tone_share(l, 400.0) > 0.7, "left 400 Hz {}", tone_share(l, 400.0));
@@ -187,7 +198,10 @@ fn mono_recording_sums_both_legs() {
     let (wav, wall, _) = record_two_tones(46520, RecordingLayout::Mono, "mono.wav");
     assert_eq!((wav.rate, wav.channels), (8000, 1));
     let dur = wav.pcm[0].len() as f64 / 8000.0;
-    assert!((dur - wall.as_secs_f64()).abs() <= 0.060);
+    assert!(
+        (dur - wall.as_secs_f64()).abs() <= WALL_TOLERANCE_S,
+        "file {dur} s vs wall {wall:?}"
+    );
     let m = &wav.pcm[0][1600..12800];
     let (lo, hi) = (tone_share(m, 400.0), tone_share(m, 1000.0));
     assert!(lo > 0.3 && hi > 0.3, "both tones: {lo:.2} {hi:.2}");
@@ -195,6 +209,7 @@ fn mono_recording_sums_both_legs() {
 
 #[test]
 fn single_leg_pause_leaves_the_paused_span_out() {
+    let _one_at_a_time = REAL_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let e = engine(46540, 20, |_| {});
     let c = call(&e);
     let s = e.session_stats(c.s).unwrap();
