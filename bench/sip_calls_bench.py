@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import platform
@@ -96,8 +95,12 @@ class Server:
 
 
 def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    """The engine holds 4 sockets a call (RTP + RTCP, both legs): servers inherit the hard limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:  # root may raise the hard limit too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536), max(hard, 65536)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def sipp(tmp: Path, name: str, scenario: str, *args: str) -> list[str]:
@@ -136,9 +139,7 @@ def vpbx_server(tmp: Path, *, max_calls: int = 20_000) -> Iterator[Server]:
     env = {k: v for k, v in env.items() if not k.startswith("VPBX_")}
     log_path = tmp / "vpbx.log"
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=raise_nofile
-        )
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         wait_answering(proc, port, log_path)
         uas_port = free_port()
@@ -203,7 +204,9 @@ def kamailio_server(tmp: Path, *, media: bool, children: int) -> Iterator[Server
         args += ["-m", "256", "-M", "16"]
         log_path = tmp / "kamailio.log"
         with log_path.open("ab") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True)
+            proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True
+            )
         try:
             wait_answering(proc, port, log_path)
             pids = [proc.pid, *children_of(proc.pid)]
@@ -264,7 +267,7 @@ def run_calls(
             uas_proc.kill()
             uas_proc.wait(5)
     uac_row, uas_row = last_row(tmp / f"{tag}-uac.csv"), last_row(tmp / f"{tag}-uas.csv")
-    shed = counts_503(next(iter(sorted(tmp.glob(f"calls_uac_*counts.csv"))), tmp / "none"))
+    shed = counts_503(next(iter(sorted(tmp.glob("calls_uac_*counts.csv"))), tmp / "none"))
     for p in tmp.glob("calls_uac_*counts.csv"):
         p.unlink()
     ok = int(uac_row.get("SuccessfulCall(C)", 0)) - shed
@@ -421,6 +424,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("sipp") is None:
         raise SystemExit("sipp missing: apt-get install -y sip-tester")
+    raise_nofile()
     rates = [int(r) for r in args.rates.split(",") if int(r) > 0]
     servers = [s for s in args.servers.split(",") if s]
     result: dict[str, object] = {
@@ -453,7 +457,9 @@ def main() -> None:
             result["vpbx_overload"] = overload(tmp, cap, args.call_ms)
         if args.held:
             result["vpbx_held"] = held(tmp, args.held, args.held_rate)
-    print(f"\ncall setups/s, 0 failures and 0 retransmissions ({args.call_ms} ms calls, SIPp on the same cores)")
+    print(
+        f"\ncall setups/s, 0 failures and 0 retransmissions ({args.call_ms} ms calls, SIPp on the same cores)"
+    )
     for server, best in found.items():
         print(f"  {server:15} {best:6}/s")
     for ref in ("kamailio+media", "kamailio"):

@@ -537,6 +537,11 @@ class CallCollector(Collector):
         yield CounterMetricFamily(
             "vpbx_call_auth_challenges", "INVITEs answered 407 (challenge).", value=calls.challenges
         )
+        yield CounterMetricFamily(
+            "vpbx_calls_shed",
+            "New INVITEs answered 503 + Retry-After because the node was overloaded.",
+            value=calls.shed,
+        )
         stats, pending = f.cdr_stats()
         yield CounterMetricFamily("vpbx_cdrs_written", "CDRs written to the database.", value=stats.written)
         yield CounterMetricFamily(

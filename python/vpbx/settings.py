@@ -287,6 +287,15 @@ class ServeSettings(BaseModel):
         default=300.0, gt=0, description="First ban of a source; each further ban lasts twice as long."
     )
     max_ban_time_s: float = Field(default=86400.0, gt=0, description="Longest ban (escalation stops here).")
+    # -- overload shedding of new calls (vpbx.pbx.calls.admission; issue 4 "Benchmarks")
+    max_calls_in_setup: int = Field(
+        default=2000, ge=0, description="Calls ringing at once; beyond, new INVITEs get 503 (0: no limit)."
+    )
+    max_loop_lag_ms: float = Field(
+        default=200.0,
+        ge=0,
+        description="Event-loop lag beyond which new INVITEs get 503 + Retry-After for a second (0: off).",
+    )
 
     @field_validator("trusted", mode="before")
     @classmethod

@@ -41,7 +41,7 @@ from vpbx.io.trunks import TrunkManager
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
-from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
+from vpbx.pbx.calls import Admission, AdmissionConfig, B2bua, B2buaConfig, CallStats, Dialplan
 from vpbx.security import GuardStats, SourceGuard, guard_config
 from vpbx.settings import DirectorySettings, ServeSettings
 from vpbx.sip import DigestAuthenticator, TransactionLayer
@@ -61,6 +61,7 @@ EXIT_FAILED: Final = 1
 HOUSEKEEPING_S: Final = 5.0
 GC_GEN0_THRESHOLD: Final = 50_000
 CALL_TIMER_S: Final = 0.5  # no-answer timeouts are checked this often
+LAG_PROBE_S: Final = 0.05  # how often the SIP input's queueing delay is sampled (admission)
 
 Fingerprint = tuple[Any, ...]
 
@@ -291,6 +292,9 @@ def build_b2bua(settings: ServeSettings, service: SipService, calls: _Calls, ser
         allowlists=registrar.allowlists,
         on_cdr=calls.cdrs.add,
         on_setup=server.metrics.observe_setup,
+        admission=Admission(
+            AdmissionConfig(max_setup=settings.max_calls_in_setup, max_lag_s=settings.max_loop_lag_ms / 1000)
+        ),
     )
     service.calls = b2bua
     calls.node.b2bua = b2bua
@@ -381,6 +385,7 @@ async def _serve(  # noqa: PLR0917
         )
         server.metrics.add_trunks(server.trunks)
         transport.every(CALL_TIMER_S, b2bua.on_timer)
+        transport.probe_queue(LAG_PROBE_S, lambda lag: b2bua.admission.note_lag(lag, b2bua.clock()))
         dialplan_task = asyncio.get_running_loop().create_task(
             calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"
         )

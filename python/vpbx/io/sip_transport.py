@@ -17,6 +17,8 @@ TransactionLayer.receive; actions out -> socket writes (RFC 3261 §18, §26.2.1 
   §3.5.1). A TLS connection we open ourselves verifies the peer with `tls_client`.
 - Timers: one loop.call_at for TransactionLayer.next_deadline().
 - The source guard (rate limits, bans) runs before parsing: dropped means no answer.
+- `probe_queue` measures how late UDP input is read (socket queue + loop): the overload
+  signal of vpbx.pbx.calls.admission.
 
 Two clocks: the transaction layer runs on loop.time() (monotonic); the guard is given
 `wall()` (Unix time), the clock the registrar gives it too.
@@ -25,10 +27,13 @@ Two clocks: the transaction layer runs on loop.time() (monotonic); the guard is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from vpbx.security import SourceGuard
 from vpbx.sip import (
@@ -50,6 +55,8 @@ from vpbx.sip.transaction_match import Dest, TransactionKey, response_destinatio
 __all__ = ["SipTransport", "TransportStats"]
 
 TuCallback = Callable[[Action], None]
+PROBE: Final = b"\r\n\r\n"  # a CRLF keep-alive (RFC 5626 §3.5.1): ignored by every SIP peer
+PROBE_LOST_S: Final = 1.0  # a probe unread for this long is forgotten (the kernel dropped it)
 
 
 class TransportStats:
@@ -170,6 +177,10 @@ class SipTransport:
         self._closed: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: Dest = ("", 0)
+        self._probe: socket.socket | None = None
+        self._probe_from: Dest = ("", 0)
+        self._probe_sent: deque[float] = deque()
+        self._on_probe: Callable[[float], object] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -222,7 +233,38 @@ class SipTransport:
         index = len(self._periodic)
         self._periodic.append(loop.call_later(seconds, tick))
 
+    def probe_queue(self, interval: float, on_sample: Callable[[float], object]) -> None:
+        """Every `interval` s, a CRLF keep-alive from a socket of our own to the UDP listener;
+        `on_sample` gets how long it waited before being read (the kernel's queue plus the
+        loop: what every SIP datagram waits), and at each tick the age of one still unread."""
+        if self._udp is None:
+            return
+        host, port = self.address
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+        target = wildcard.get(host, host)
+        sock = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect((target, port))
+        self._probe, self._probe_from, self._on_probe = sock, _peer(sock.getsockname()), on_sample
+        sent = self._probe_sent
+        loop = self.loop
+
+        def tick() -> None:
+            now = loop.time()
+            while sent and now - sent[0] > PROBE_LOST_S:
+                sent.popleft()
+            if sent and now - sent[0] > interval:
+                on_sample(now - sent[0])  # not read yet: at least this late
+            with contextlib.suppress(OSError):  # a full socket buffer: the next tick tells
+                sock.send(PROBE)
+                sent.append(now)
+
+        self.every(interval, tick)
+
     def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         for handle in self._periodic:
             handle.cancel()
         if self._timer is not None:
@@ -245,6 +287,8 @@ class SipTransport:
 
     def on_datagram(self, data: bytes, source: Dest) -> None:
         if is_keepalive(data):
+            if source == self._probe_from and self._probe_sent and self._on_probe is not None:
+                self._on_probe(self.loop.time() - self._probe_sent.popleft())
             return  # CRLF NAT keep-alive over UDP: nothing to answer
         guard = self.guard
         if guard is not None and not guard.allow_request(source[0], self.wall()):

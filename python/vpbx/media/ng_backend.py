@@ -83,7 +83,9 @@ class _Leg:
     leg: int
     address: LegAddress
     codecs: LegCodecs | None = None
-    applied: EngineCodec | None = None  # last codec given to the engine (None: as allocated)
+    # last codec given to the engine; a new leg relays as is at 8 kHz (Engine.add_leg's default)
+    applied: EngineCodec | None = field(default_factory=lambda: EngineCodec(None, 8000))
+    remote: tuple[tuple[str, int], tuple[str, int] | None] | None = None  # last set_remote
     codec_label: str | None = None  # "PCMU/8000", for stats
     ptime_ms: int = 20
     transcoding: bool = False
@@ -292,8 +294,12 @@ class EngineBackend:
         else:
             rtcp_port = endpoint.rtcp_port or endpoint.port + 1
             rtcp = (endpoint.address, rtcp_port) if 0 < rtcp_port < 65536 else None
+        remote = ((endpoint.address, endpoint.port), rtcp)
+        if remote == leg.remote:
+            return  # the answer confirming what the offer set: no engine round trip
         with self._engine_errors():
-            self.engine.set_remote(call.session, leg.leg, (endpoint.address, endpoint.port), rtcp)
+            self.engine.set_remote(call.session, leg.leg, remote[0], rtcp)
+        leg.remote = remote
 
     def set_codecs(self, call_id: str, party: str, media_index: int, codecs: LegCodecs) -> None:
         _, leg = self._leg(call_id, party, media_index)

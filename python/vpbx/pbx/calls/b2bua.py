@@ -25,6 +25,9 @@ the trunk module's seam) gives, with their caller-ID; without one the caller get
 Limits: numbers.max_calls per number and sip_accounts.max_calls per calling account;
 over either the caller gets 486 Busy Here (the callee side is busy, so a trunk may
 try elsewhere; 503 would make a provider fail the whole route over).
+
+Overload (vpbx.pbx.calls.admission): while the node lags or too many calls are in setup, a
+new INVITE gets 503 + Retry-After at once (no challenge, media or CDR); calls up go on.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from vpbx.sip.transaction_match import Dest, TransactionKey, build_cancel
 from vpbx.sip.uri import SipUri, parse_uri
 from vpbx.store.cdrs import Cdr
 
+from .admission import Admission
 from .indialog import InDialog
 from .media import MediaControl, MediaError
 from .model import (
@@ -96,6 +100,7 @@ class B2bua:
         on_setup: Callable[[float], object] | None = None,
         trunks: TrunkResolver | None = None,
         allowlists: AccountAllowlists | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.dialplan = dialplan
@@ -111,6 +116,8 @@ class B2bua:
         self.trunks = trunks  # outbound legs of "trunk" routes (the trunk module)
         self.allowlists = allowlists  # per-account source CIDRs, as the registrar applies them
         self.stats = CallStats()
+        self.admission = admission if admission is not None else Admission()
+        self.in_setup = 0  # calls admitted and not answered or ended yet
         self.calls: dict[TransactionKey, Call] = {}  # by A's INVITE server transaction
         self.by_dialog: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) -> call, both sides
         self.by_media: dict[str, Call] = {}
@@ -139,6 +146,11 @@ class B2bua:
     def on_invite(self, request: Request, key: TransactionKey, source: Dest, transport: str) -> None:
         """An INVITE outside any dialog (§13.3.1)."""
         now = self.clock()
+        if self.admission.check(self.in_setup, now) is not None:
+            response = self.reply(request, 503)
+            response.headers.add("Retry-After", str(self.admission.config.retry_after_s))  # §21.5.4
+            self.stats.shed += 1
+            return self.port.respond(key, response)
         self.port.respond(key, build_response(request, 100))  # at once (§8.2.6.1, §17.2.1)
         try:
             self._invite(request, key, source, transport, now)
@@ -277,6 +289,7 @@ class B2bua:
         self.by_dialog[call.b_call_id, call.b_tag] = call
         self.by_media[call.media_id] = call
         self.stats.active = len(self.calls)
+        self.in_setup += 1
         number = call.route.number
         if number is not None:
             self.per_number[number.e164] = self.per_number.get(number.e164, 0) + 1
@@ -427,6 +440,7 @@ class B2bua:
             if other is not leg:
                 self.cancel_leg(other, reason=COMPLETED_ELSEWHERE)
         call.phase = CallPhase.ANSWERED
+        self.in_setup -= 1
         call.answered = self.clock()
         self._setup_seen(call)
         self._to_a(call, 200, body)
@@ -573,6 +587,8 @@ class B2bua:
         """Forget the call, release its media and limits, emit its CDR."""
         if call.phase is CallPhase.ENDED:
             return
+        if call.phase is CallPhase.SETUP:
+            self.in_setup -= 1
         call.phase = CallPhase.ENDED
         self.calls.pop(call.a_key, None)
         self.by_dialog.pop((call.a_request.call_id, call.a_tag), None)

@@ -225,6 +225,7 @@ class CallStats:
     challenges: int = 0
     auth_failures: int = 0
     limited: int = 0  # refused by a per-number or per-account limit
+    shed: int = 0  # new INVITEs answered 503 by the overload admission
 
     def count(self, direction: str, result: str) -> None:
         key = (direction, result)
