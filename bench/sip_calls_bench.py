@@ -243,6 +243,7 @@ def run_calls(
     wait = str(int(seconds + call_ms / 1000 + 40))
     uas = sipp(tmp, f"{tag}-uas", "calls_uas.xml", "-p", str(uas_port), "-mp", str(free_port()))
     uas += ["-trace_stat", "-stf", str(tmp / f"{tag}-uas.csv"), "-fd", "1", "-m", str(count)]
+    uas += ["-aa"]  # stray BYE/CANCEL of an earlier step's calls: answered, not aborting calls
     uas += ["-timeout", wait, "-l", str(limit or max(2000, count))]
     uac = sipp(tmp, f"{tag}-uac", "calls_uac.xml", "-p", str(free_port()), "-mp", str(free_port()))
     uac += ["-r", str(rate), "-m", str(count), "-l", str(limit or max(2000, rate * 4)), "-d", str(call_ms)]
@@ -323,6 +324,11 @@ def overload(tmp: Path, best: int, call_ms: int) -> dict[str, object]:
     with vpbx_server(tmp) as srv:
         heavy = run_calls(tmp, srv, label="vpbx-overload", rate=int(best * 1.5), seconds=10, call_ms=call_ms)
         alive = srv.metric("vpbx_calls_active") is not None
+        t0 = time.monotonic()  # the load is gone: how long until the calls left over end
+        while (srv.metric("vpbx_calls_active") or 0) > 0 and time.monotonic() - t0 < 40:
+            time.sleep(0.5)
+        drained = round(time.monotonic() - t0, 1)
+        shed = srv.metric("vpbx_calls_shed_total")
         after = run_calls(tmp, srv, label="vpbx-after", rate=max(50, best // 2), seconds=5, call_ms=call_ms)
     for step in (heavy, after):
         print(
@@ -335,6 +341,8 @@ def overload(tmp: Path, best: int, call_ms: int) -> dict[str, object]:
         "overload": asdict(heavy),
         "answered_share": round(answered / heavy.attempted, 3),
         "answering_after_overload": alive,
+        "drained_s": drained,
+        "shed_total": shed,
         "recovery": asdict(after),
         "recovered": after.clean,
     }

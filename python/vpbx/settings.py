@@ -291,10 +291,11 @@ class ServeSettings(BaseModel):
     max_calls_in_setup: int = Field(
         default=2000, ge=0, description="Calls ringing at once; beyond, new INVITEs get 503 (0: no limit)."
     )
-    max_loop_lag_ms: float = Field(
-        default=200.0,
+    max_sip_lag_ms: float = Field(
+        default=100.0,
         ge=0,
-        description="Event-loop lag beyond which new INVITEs get 503 + Retry-After for a second (0: off).",
+        description="How late SIP input may be read (socket queue + loop) before new INVITEs get 503 "
+        "+ Retry-After for a second (0: off).",
     )
 
     @field_validator("trusted", mode="before")

@@ -293,7 +293,7 @@ def build_b2bua(settings: ServeSettings, service: SipService, calls: _Calls, ser
         on_cdr=calls.cdrs.add,
         on_setup=server.metrics.observe_setup,
         admission=Admission(
-            AdmissionConfig(max_setup=settings.max_calls_in_setup, max_lag_s=settings.max_loop_lag_ms / 1000)
+            AdmissionConfig(max_setup=settings.max_calls_in_setup, max_lag_s=settings.max_sip_lag_ms / 1000)
         ),
     )
     service.calls = b2bua

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -55,8 +56,9 @@ from vpbx.sip.transaction_match import Dest, TransactionKey, response_destinatio
 __all__ = ["SipTransport", "TransportStats"]
 
 TuCallback = Callable[[Action], None]
-PROBE: Final = b"\r\n\r\n"  # a CRLF keep-alive (RFC 5626 §3.5.1): ignored by every SIP peer
+UDP_RCVBUF: Final = 4 << 20  # bytes (the kernel caps it at net.core.rmem_max)
 PROBE_LOST_S: Final = 1.0  # a probe unread for this long is forgotten (the kernel dropped it)
+_PROBE = struct.Struct("!d")  # a probe datagram: the loop time it was sent at
 
 
 class TransportStats:
@@ -206,6 +208,10 @@ class SipTransport:
                 if port:
                     raise
                 continue
+            sock = udp.get_extra_info("socket")
+            if sock is not None:  # room for a burst: late is measurable (probe_queue), lost is not
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             self._udp = udp
             self._servers.append(server)
             self.address = bound
@@ -234,9 +240,10 @@ class SipTransport:
         self._periodic.append(loop.call_later(seconds, tick))
 
     def probe_queue(self, interval: float, on_sample: Callable[[float], object]) -> None:
-        """Every `interval` s, a CRLF keep-alive from a socket of our own to the UDP listener;
-        `on_sample` gets how long it waited before being read (the kernel's queue plus the
-        loop: what every SIP datagram waits), and at each tick the age of one still unread."""
+        """Every `interval` s, a datagram from a socket of our own (never parsed as SIP: known
+        by its source) to the UDP listener; `on_sample` gets how long it waited before being
+        read (the kernel's queue plus the loop: what every SIP datagram waits), and at each
+        tick the age of the oldest one still unread."""
         if self._udp is None:
             return
         host, port = self.address
@@ -256,7 +263,7 @@ class SipTransport:
             if sent and now - sent[0] > interval:
                 on_sample(now - sent[0])  # not read yet: at least this late
             with contextlib.suppress(OSError):  # a full socket buffer: the next tick tells
-                sock.send(PROBE)
+                sock.send(_PROBE.pack(now))
                 sent.append(now)
 
         self.every(interval, tick)
@@ -286,9 +293,14 @@ class SipTransport:
     # -- input ----------------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, source: Dest) -> None:
+        if source == self._probe_from and self._on_probe is not None and len(data) == _PROBE.size:
+            (at,) = _PROBE.unpack(data)
+            sent = self._probe_sent
+            while sent and sent[0] <= at:  # this one, and older ones the kernel dropped
+                sent.popleft()
+            self._on_probe(self.loop.time() - at)
+            return
         if is_keepalive(data):
-            if source == self._probe_from and self._probe_sent and self._on_probe is not None:
-                self._on_probe(self.loop.time() - self._probe_sent.popleft())
             return  # CRLF NAT keep-alive over UDP: nothing to answer
         guard = self.guard
         if guard is not None and not guard.allow_request(source[0], self.wall()):

@@ -6,15 +6,16 @@ Two signals, both cheap:
 
 - calls in setup (INVITE taken, no final answer yet) at or beyond `max_setup`: calls pile up
   there when the callees or this node cannot keep up;
-- the event loop's lag (how late a periodic timer fires; measured in vpbx.io.calls and fed
-  with `note_lag`) above `max_lag_s`: every message waits that long before it is read, and
-  at RFC 3261's T1 = 500 ms the peers start retransmitting, which makes it worse.
+- the lag of SIP input (how long a probe datagram waits in the socket queue and the loop
+  before it is read; measured by vpbx.io.sip_transport.SipTransport.probe_queue and fed
+  with `note_lag`) above `max_lag_s`: every message waits that long, and at RFC 3261's
+  T1 = 500 ms the peers start retransmitting, which makes it worse.
 
 Shedding on lag goes on for `hold_s` after the last late sample (no flapping at the edge),
 then stops by itself: the node recovers without an operator. Calls already admitted are
 never touched: their BYEs, ACKs and re-INVITEs go on being served.
 
-    admission = Admission(AdmissionConfig(max_setup=2000, max_lag_s=0.2))
+    admission = Admission(AdmissionConfig(max_setup=2000, max_lag_s=0.1))
     admission.note_lag(0.35, now)           # from the loop probe
     reason = admission.check(in_setup, now)  # None: admit; "lag" / "setup": 503 + Retry-After
 """
@@ -38,7 +39,7 @@ class AdmissionConfig:
     retry_after_s: the Retry-After of the 503."""
 
     max_setup: int = 2000
-    max_lag_s: float = 0.2
+    max_lag_s: float = 0.1
     hold_s: float = 1.0
     retry_after_s: int = 5
 
