@@ -35,6 +35,7 @@ import os
 import platform
 import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ RESULTS = ROOT / "bench" / "results"
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules")
 CALLEE, CALLEE_PW, NUMBER = "1001", "pw-1001", "5551000"
 PORT_MIN, PORT_MAX = 20000, 60000
+NUMBER_LIMIT = 1000  # numbers.max_calls's default
 DEFAULT_RATES = "100,200,300,400,500,600,800,1000,1200,1500,2000,2500,3000"
 SERVERS = ("vpbx", "kamailio+media", "kamailio")
 
@@ -128,7 +130,7 @@ def vpbx_server(tmp: Path, *, max_calls: int = 20_000) -> Iterator[Server]:
     data = Path(tempfile.mkdtemp(prefix="data-", dir=tmp))
     config = data / "vpbx.toml"
     config.write_text(
-        f"[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\nmax_calls = {max_calls}\n"
+        f"[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\nmax_calls = {max(max_calls, 10_000)}\n"
         "no_answer_timeout_s = 20\nmedia_timeout_s = 3600\n"
     )
     args = [sys.executable, "-m", "vpbx", "serve", "--config", str(config), "--data-dir", str(data)]
@@ -149,6 +151,10 @@ def vpbx_server(tmp: Path, *, max_calls: int = 20_000) -> Iterator[Server]:
         done = subprocess.run(reg, cwd=tmp, capture_output=True, timeout=30, check=False)
         if done.returncode != 0:
             raise SystemExit(f"the callee did not register: {done.stdout.decode()[-2000:]}")
+        if max_calls > NUMBER_LIMIT:  # the number's own limit (1,000 by default) too
+            with contextlib.closing(sqlite3.connect(data / "vpbx.db")) as db, db:
+                db.execute("update numbers set max_calls = ?", (max_calls,))
+            time.sleep(2.5)  # serve reloads the dialplan within reload_interval_s (1 s)
         yield Server("vpbx", port, [proc.pid], http=http, extra={"uas_port": uas_port})
     finally:
         stop(proc)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from vpbx.media import Engine, MediaError, codec_names
 from vpbx.media import engine as et
@@ -78,13 +79,16 @@ class EngineCodec:
     telephone_event_pt: int | None = None
 
 
+_AS_ADDED: Final = EngineCodec(None, 8000)  # what Engine.add_leg gives a leg without a codec
+
+
 @dataclass
 class _Leg:
     leg: int
     address: LegAddress
     codecs: LegCodecs | None = None
     # last codec given to the engine; a new leg relays as is at 8 kHz (Engine.add_leg's default)
-    applied: EngineCodec | None = field(default_factory=lambda: EngineCodec(None, 8000))
+    applied: EngineCodec | None = None
     remote: tuple[tuple[str, int], tuple[str, int] | None] | None = None  # last set_remote
     codec_label: str | None = None  # "PCMU/8000", for stats
     ptime_ms: int = 20
@@ -266,7 +270,7 @@ class EngineBackend:
         rtp_host, rtp_port = info["rtp"]
         rtcp = info["rtcp"]
         address = LegAddress(rtp_host, rtp_port, rtcp[1] if rtcp is not None else None)
-        call.legs[(party, media_index)] = _Leg(info["leg"], address)
+        call.legs[(party, media_index)] = _Leg(info["leg"], address, applied=_AS_ADDED)
         call.by_id[info["leg"]] = (party, media_index)
         return address
 

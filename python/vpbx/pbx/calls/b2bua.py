@@ -452,6 +452,10 @@ class B2bua:
         call.parties["b"] = Party(
             dialog, leg.dest, leg.transport, dialog.remote_tag, call.b_tag, response.body
         )
+        # held for the whole call, read again only by re-INVITEs and transfers: parsed views go
+        call.a_request.compact()
+        for each in call.legs:
+            each.request.compact()
 
     def bye(self, dialog: Dialog, dest: Dest, transport: str) -> None:
         """BYE in `dialog` (§15.1.1); its outcome changes nothing here."""
