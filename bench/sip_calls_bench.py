@@ -55,6 +55,7 @@ MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/
 CALLEE, CALLEE_PW, NUMBER = "1001", "pw-1001", "5551000"
 PORT_MIN, PORT_MAX = 20000, 60000
 NUMBER_LIMIT = 1000  # numbers.max_calls's default
+TRANSIENT_S = 35.0  # Timer L/M (64 * T1) and a margin: held-call memory is measured after it
 DEFAULT_RATES = "100,200,300,400,500,600,800,1000,1200,1500,2000,2500,3000"
 SERVERS = ("vpbx", "kamailio+media", "kamailio")
 
@@ -361,6 +362,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def linear_slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of y over x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+
+
 def held(tmp: Path, calls: int, rate: int) -> dict[str, object]:
     """`calls` calls up at once through vpbx (each held until all are up, plus 10 s): the
     server's RSS growth per call, media ports included (the engine's 4 sockets a call)."""
@@ -389,13 +399,16 @@ def held(tmp: Path, calls: int, rate: int) -> dict[str, object]:
                     procs.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=tmp))
                 time.sleep(0.3)
             peak_active, peak_rss = 0.0, base
-            deadline = time.monotonic() + ramp + hold_ms / 1000 + 60
+            start = time.monotonic()
+            deadline = start + ramp + hold_ms / 1000 + 60
+            samples: list[tuple[float, float, int]] = []  # (seconds, calls up, RSS KiB)
             while time.monotonic() < deadline and procs[1].poll() is None:
                 time.sleep(1.0)
-                active = srv.metric("vpbx_calls_active") or 0.0
+                active, rss = srv.metric("vpbx_calls_active") or 0.0, rss_kib(pid)
+                samples.append((time.monotonic() - start, active, rss))
                 if active >= peak_active:
-                    peak_active, peak_rss = active, rss_kib(pid)
-                print(f"  held: {int(active):5} calls  rss {rss_kib(pid) / 1024:7.1f} MiB", flush=True)
+                    peak_active, peak_rss = active, rss
+                print(f"  held: {int(active):5} calls  rss {rss / 1024:7.1f} MiB", flush=True)
             for p in procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(30)
@@ -408,6 +421,16 @@ def held(tmp: Path, calls: int, rate: int) -> dict[str, object]:
                     p.wait(5)
     row = last_row(tmp / f"{tag}-uac.csv")
     per_call = (peak_rss - base) / peak_active if peak_active else None
+    # Transactions outlive their call's setup by 32 s (Timer L/M, RFC 6026): once the ramp has
+    # run longer than that, their number is constant and the slope of RSS over calls up is
+    # what one more held call costs.
+    ramp_up: list[tuple[float, int]] = []
+    for t, c, r in samples:
+        if ramp_up and c < ramp_up[-1][0]:
+            break  # calls are ending: the ramp is over
+        if t > TRANSIENT_S and c < peak_active * 0.995:
+            ramp_up.append((c, r))
+    slope = linear_slope(ramp_up) if len(ramp_up) >= 5 else None
     return {
         "calls": calls,
         "ramp_per_s": rate,
@@ -417,6 +440,8 @@ def held(tmp: Path, calls: int, rate: int) -> dict[str, object]:
         "rss_after_kib": end_rss,
         "active_after": end_active,
         "kib_per_call": round(per_call, 2) if per_call is not None else None,
+        "kib_per_call_steady": round(slope, 2) if slope is not None else None,
+        "steady_window_calls": [ramp_up[0][0], ramp_up[-1][0]] if slope is not None else None,
         "succeeded": int(row.get("SuccessfulCall(C)", 0)),
         "failed": int(row.get("FailedCall(C)", 0)),
     }
@@ -489,7 +514,11 @@ def main() -> None:
     if "vpbx_held" in result:
         h = result["vpbx_held"]
         assert isinstance(h, dict)
-        print(f"  held: {h['peak_active']:.0f} calls at once, {h['kib_per_call']} KiB RSS per call")
+        print(
+            f"  held: {h['peak_active']:.0f} calls at once, {h['kib_per_call']} KiB RSS per call "
+            f"over the idle server, {h['kib_per_call_steady']} KiB per further call (RSS slope "
+            f"once setup transactions turn over)"
+        )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "sip_calls.json"
     old = json.loads(out.read_text()) if out.exists() else {}
