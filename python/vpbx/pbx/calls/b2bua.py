@@ -64,6 +64,7 @@ from .model import (
     Party,
     SipPort,
     best_status,
+    decrement,
     disposition_of,
     ignore,
     sip_user,
@@ -147,10 +148,8 @@ class B2bua:
         """An INVITE outside any dialog (§13.3.1)."""
         now = self.clock()
         if self.admission.check(self.in_setup, now) is not None:
-            response = self.reply(request, 503)
-            response.headers.add("Retry-After", str(self.admission.config.retry_after_s))  # §21.5.4
             self.stats.shed += 1
-            return self.port.respond(key, response)
+            return self._unavailable(request, key)
         self.port.respond(key, build_response(request, 100))  # at once (§8.2.6.1, §17.2.1)
         try:
             self._invite(request, key, source, transport, now)
@@ -184,10 +183,8 @@ class B2bua:
         if route.kind == "trunk":
             direction = "outbound"
         if len(self.calls) >= self.config.max_calls:
-            response = self.reply(request, 503)
-            response.headers.add("Retry-After", "5")  # §21.5.4
             self.stats.count(direction, "failed")
-            return self.port.respond(key, response)
+            return self._unavailable(request, key)
         number = route.number
         if number is not None and self.per_number.get(number.e164, 0) >= number.max_calls:
             self.stats.limited += 1
@@ -232,6 +229,11 @@ class B2bua:
             self.fork(call, target, offer, mf)
         if not call.legs:
             self._fail(call, 480, "no contact reachable")
+
+    def _unavailable(self, request: Request, key: TransactionKey) -> None:
+        response = self.reply(request, 503)
+        response.headers.add("Retry-After", str(self.admission.config.retry_after_s))  # §21.5.4
+        self.port.respond(key, response)
 
     def _authenticate(self, request: Request, key: TransactionKey, source: Dest, now: float) -> str | None:
         """§22.3: 407 with Proxy-Authenticate, the same for unknown users as for wrong
@@ -452,8 +454,7 @@ class B2bua:
         call.parties["b"] = Party(
             dialog, leg.dest, leg.transport, dialog.remote_tag, call.b_tag, response.body
         )
-        # held for the whole call, read again only by re-INVITEs and transfers: parsed views go
-        call.a_request.compact()
+        call.a_request.compact()  # kept for the whole call, rarely read again: parsed views go
         for each in call.legs:
             each.request.compact()
 
@@ -603,9 +604,9 @@ class B2bua:
         self.stats.active = len(self.calls)
         number = call.route.number
         if number is not None:
-            _decrement(self.per_number, number.e164)
+            decrement(self.per_number, number.e164)
         if call.caller is not None:
-            _decrement(self.per_account, call.caller)
+            decrement(self.per_account, call.caller)
         self.media.delete(call.media_id)
         self.stats.count(call.direction, disposition)
         for relay in call.relays:
@@ -616,11 +617,3 @@ class B2bua:
 
     def on_in_dialog(self, request: Request, key: TransactionKey) -> None:
         self.dialogs.on_request(request, key)
-
-
-def _decrement(table: dict[str, int], name: str) -> None:
-    left = table.get(name, 0) - 1
-    if left > 0:
-        table[name] = left
-    else:
-        table.pop(name, None)

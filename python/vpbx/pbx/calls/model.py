@@ -232,6 +232,15 @@ class CallStats:
         self.totals[key] = self.totals.get(key, 0) + 1
 
 
+def decrement(table: dict[str, int], name: str) -> None:
+    """One call fewer under `name` (a per-number or per-account count); zero drops the key."""
+    left = table.get(name, 0) - 1
+    if left > 0:
+        table[name] = left
+    else:
+        table.pop(name, None)
+
+
 def ignore(_event: Deliver | Timeout | TransportError) -> None:
     """The handler of requests whose outcome changes nothing (BYE, CANCEL, NOTIFY)."""
     return
