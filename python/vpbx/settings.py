@@ -292,7 +292,7 @@ class ServeSettings(BaseModel):
         default=2000, ge=0, description="Calls ringing at once; beyond, new INVITEs get 503 (0: no limit)."
     )
     max_sip_lag_ms: float = Field(
-        default=100.0,
+        default=250.0,
         ge=0,
         description="How late SIP input may be read (socket queue + loop) before new INVITEs get 503 "
         "+ Retry-After for a second (0: off).",

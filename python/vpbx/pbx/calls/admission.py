@@ -15,7 +15,7 @@ Shedding on lag goes on for `hold_s` after the last late sample (no flapping at 
 then stops by itself: the node recovers without an operator. Calls already admitted are
 never touched: their BYEs, ACKs and re-INVITEs go on being served.
 
-    admission = Admission(AdmissionConfig(max_setup=2000, max_lag_s=0.1))
+    admission = Admission(AdmissionConfig(max_setup=2000, max_lag_s=0.25))
     admission.note_lag(0.35, now)           # from the loop probe
     reason = admission.check(in_setup, now)  # None: admit; "lag" / "setup": 503 + Retry-After
 """
@@ -34,12 +34,12 @@ REASONS: Final[tuple[ShedReason, ...]] = ("lag", "setup")
 @dataclass(frozen=True, slots=True)
 class AdmissionConfig:
     """max_setup: calls in setup beyond which new ones are refused (0: no limit).
-    max_lag_s: loop lag beyond which new calls are refused (0: not watched).
+    max_lag_s: SIP input lag beyond which new calls are refused (0: not watched).
     hold_s: how long shedding on lag lasts after the last late sample.
     retry_after_s: the Retry-After of the 503."""
 
     max_setup: int = 2000
-    max_lag_s: float = 0.1
+    max_lag_s: float = 0.25  # half of T1: peers retransmit at 500 ms
     hold_s: float = 1.0
     retry_after_s: int = 5
 
