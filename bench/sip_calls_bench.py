@@ -45,7 +45,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sip_register_bench import children_of, cpu_seconds, free_port, last_row, stop, wait_answering
+import sip_register_bench
+from sip_register_bench import children_of, cpu_seconds, last_row, stop, wait_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 SIPP = ROOT / "bench" / "sipp"
@@ -58,6 +59,14 @@ NUMBER_LIMIT = 1000  # numbers.max_calls's default
 TRANSIENT_S = 35.0  # Timer L/M (64 * T1) and a margin: held-call memory is measured after it
 DEFAULT_RATES = "100,200,300,400,500,600,800,1000,1200,1500,2000,2500,3000"
 SERVERS = ("vpbx", "kamailio+media", "kamailio")
+
+
+def free_port() -> int:
+    """A port free for UDP and TCP (vpbx takes both); another process may race us: retried."""
+    for _ in range(50):
+        with contextlib.suppress(OSError):
+            return sip_register_bench.free_port()
+    raise OSError("no free port")
 
 
 @dataclass(slots=True)
