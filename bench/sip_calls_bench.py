@@ -256,7 +256,7 @@ def run_calls(
     count = max(1, int(rate * seconds))
     uas_port = int(srv.extra.get("uas_port", 0)) or free_port()
     tag = f"{label}-{rate}-{time.monotonic_ns()}"
-    wait = str(int(seconds + call_ms / 1000 + 40))
+    wait = f"{int(seconds + call_ms / 1000 + 40)}s"
     uas = sipp(tmp, f"{tag}-uas", "calls_uas.xml", "-p", str(uas_port), "-mp", str(free_port()))
     uas += ["-trace_stat", "-stf", str(tmp / f"{tag}-uas.csv"), "-fd", "1", "-m", str(count)]
     uas += ["-aa"]  # stray BYE/CANCEL of an earlier step's calls: answered, not aborting calls
@@ -264,7 +264,7 @@ def run_calls(
     uac = sipp(tmp, f"{tag}-uac", "calls_uac.xml", "-p", str(free_port()), "-mp", str(free_port()))
     uac += ["-r", str(rate), "-m", str(count), "-l", str(limit or max(2000, rate * 4)), "-d", str(call_ms)]
     uac += ["-trace_stat", "-stf", str(tmp / f"{tag}-uac.csv"), "-fd", "1", "-timeout", wait]
-    uac += ["-trace_counts", "-trace_rtt"]
+    uac += ["-trace_counts", "-default_behaviors", "all,-abortunexp", "-recv_timeout", "20s"]
     if srv.name == "vpbx":
         uac += [f"127.0.0.1:{srv.port}", "-s", NUMBER]
     else:  # Request-URI = the UAS, sent to the proxy
@@ -394,7 +394,7 @@ def held(tmp: Path, calls: int, rate: int) -> dict[str, object]:
         uas_port = int(srv.extra["uas_port"])
         tag = f"held-{time.monotonic_ns()}"
         limit = str(calls + 10)
-        wait = str(int(ramp + hold_ms / 1000 + 40))
+        wait = f"{int(ramp + hold_ms / 1000 + 40)}s"
         uas = sipp(tmp, f"{tag}-uas", "calls_uas.xml", "-p", str(uas_port), "-mp", str(free_port()))
         uas += ["-m", str(calls), "-l", limit, "-timeout", wait]
         uac = sipp(tmp, f"{tag}-uac", "calls_uac.xml", "-p", str(free_port()), "-mp", str(free_port()))
