@@ -457,6 +457,8 @@ class B2bua:
         call.a_request.compact()  # kept for the whole call, rarely read again: parsed views go
         for each in call.legs:
             each.request.compact()
+        if dialog.last_ack is not None:
+            dialog.last_ack.compact()
 
     def bye(self, dialog: Dialog, dest: Dest, transport: str) -> None:
         """BYE in `dialog` (§15.1.1); its outcome changes nothing here."""
