@@ -344,6 +344,11 @@ def overload(tmp: Path, best: int, call_ms: int) -> dict[str, object]:
         while (srv.metric("vpbx_calls_active") or 0) > 0 and time.monotonic() - t0 < 40:
             time.sleep(0.5)
         drained = round(time.monotonic() - t0, 1)
+        calm = 0  # then until SIP input is read promptly again for 2 s (the node caught up)
+        while calm < 4 and time.monotonic() - t0 < 60:
+            time.sleep(0.5)
+            calm = calm + 1 if (srv.metric("vpbx_sip_input_lag_seconds") or 0.0) < 0.05 else 0
+        recovered_s = round(time.monotonic() - t0, 1)
         shed = srv.metric("vpbx_calls_shed_total")
         after = run_calls(tmp, srv, label="vpbx-after", rate=max(50, best // 2), seconds=5, call_ms=call_ms)
     for step in (heavy, after):
@@ -358,6 +363,7 @@ def overload(tmp: Path, best: int, call_ms: int) -> dict[str, object]:
         "answered_share": round(answered / heavy.attempted, 3),
         "answering_after_overload": alive,
         "drained_s": drained,
+        "recovered_s": recovered_s,
         "shed_total": shed,
         "recovery": asdict(after),
         "recovered": after.clean,
@@ -518,7 +524,8 @@ def main() -> None:
         assert isinstance(o, dict)
         print(
             f"  overload at 1.5x: answered (200 or 503) {o['answered_share']:.1%}, "
-            f"answering after = {o['answering_after_overload']}, recovered = {o['recovered']}"
+            f"answering after = {o['answering_after_overload']}, caught up {o['recovered_s']} s after "
+            f"the load dropped, half the capacity clean after that = {o['recovered']}"
         )
     if "vpbx_held" in result:
         h = result["vpbx_held"]

@@ -63,7 +63,8 @@ def test_b2bua_sheds_while_lagging_but_serves_calls_already_up() -> None:
     rig = Rig()
     rig.b2bua.admission = Admission(AdmissionConfig(max_lag_s=0.2, hold_s=1.0))
     a, _key, _leg, ok = answered_call(rig)
-    rig.b2bua.admission.note_lag(0.6, rig.clock.now)
+    rig.b2bua.note_lag(0.6)  # from the transport's probe
+    assert rig.b2bua.stats.input_lag_s == 0.6  # vpbx_sip_input_lag_seconds
     _b, refused = rig.invite()
     assert final(rig.port, refused).status == 503
     # the answered call still hangs up normally

@@ -385,7 +385,7 @@ async def _serve(  # noqa: PLR0917
         )
         server.metrics.add_trunks(server.trunks)
         transport.every(CALL_TIMER_S, b2bua.on_timer)
-        transport.probe_queue(LAG_PROBE_S, lambda lag: b2bua.admission.note_lag(lag, b2bua.clock()))
+        transport.probe_queue(LAG_PROBE_S, b2bua.note_lag)
         dialplan_task = asyncio.get_running_loop().create_task(
             calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"
         )

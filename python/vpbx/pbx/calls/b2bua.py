@@ -617,5 +617,10 @@ class B2bua:
         if self.on_cdr is not None:
             self.on_cdr(call.cdr(disposition=disposition, cause=cause, now=self.clock()))
 
+    def note_lag(self, lag_s: float) -> None:
+        """A sample of how late SIP input is read (vpbx.io.sip_transport probe_queue)."""
+        self.stats.input_lag_s = lag_s
+        self.admission.note_lag(lag_s, self.clock())
+
     def on_in_dialog(self, request: Request, key: TransactionKey) -> None:
         self.dialogs.on_request(request, key)

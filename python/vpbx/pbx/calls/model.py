@@ -226,6 +226,7 @@ class CallStats:
     auth_failures: int = 0
     limited: int = 0  # refused by a per-number or per-account limit
     shed: int = 0  # new INVITEs answered 503 by the overload admission
+    input_lag_s: float = 0.0  # the last SIP input lag sample (admission)
 
     def count(self, direction: str, result: str) -> None:
         key = (direction, result)
