@@ -11,14 +11,15 @@ Each call: INVITE with a PCMU offer, 180, 200 with an answer, ACK, held --call-m
 BYE, 200. No RTP is sent (SIPp streaming RTP for hundreds of calls a second would take the
 cores the servers are measured on); the servers still allocate and rewrite media ports for
 every call. For each server the rate steps up (--seconds per step, fresh server) until a
-step shows a failed call or a retransmission by either SIPp (T1 = 500 ms without an answer:
-a late server); the previous step is the capacity. CPU is utime+stime of the server's
+step shows a failed call, a 503 (vpbx shedding) or a retransmission by either SIPp (T1 =
+500 ms without an answer: a late server); the previous step is the capacity. CPU is utime+stime of the server's
 processes (Kamailio's children and the media node included) per call.
 
-Then, for vpbx: --overload runs 1.5x the capacity for 10 s on one server and right after,
-half the capacity: vpbx must keep answering (503 + Retry-After for what it sheds) and the
-second step must be clean. --held N holds N calls (ramp at --held-rate/s) and reports the
-server's RSS growth per call.
+Then, for vpbx (unless --no-overload): 1.5x the capacity for 10 s on one server; once the
+load is gone, how long until SIP input is read promptly again (vpbx_sip_input_lag_seconds),
+then half the capacity, which must be clean: vpbx keeps answering (503 + Retry-After for
+what it sheds) and recovers by itself. --held N holds N calls (ramp at --held-rate/s) and
+reports the server's RSS growth per call. --keep leaves the SIPp logs and stats.
 
     .venv/bin/python bench/sip_calls_bench.py
     .venv/bin/python bench/sip_calls_bench.py --servers vpbx --rates 100,200,300 --no-overload
