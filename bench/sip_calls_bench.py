@@ -12,8 +12,9 @@ BYE, 200. No RTP is sent (SIPp streaming RTP for hundreds of calls a second woul
 cores the servers are measured on); the servers still allocate and rewrite media ports for
 every call. For each server the rate steps up (--seconds per step, fresh server) until a
 step shows a failed call, a 503 (vpbx shedding) or a retransmission by either SIPp (T1 =
-500 ms without an answer: a late server); the previous step is the capacity. CPU is utime+stime of the server's
-processes (Kamailio's children and the media node included) per call.
+500 ms without an answer: a late server); the previous step is the capacity. CPU is
+utime+stime of the server's processes (Kamailio's children and the media node included) per
+call.
 
 Then, for vpbx (unless --no-overload): 1.5x the capacity for 10 s on one server; once the
 load is gone, how long until SIP input is read promptly again (vpbx_sip_input_lag_seconds),
