@@ -554,6 +554,16 @@ class CallCollector(Collector):
         yield CounterMetricFamily(
             "vpbx_call_auth_challenges", "INVITEs answered 407 (challenge).", value=calls.challenges
         )
+        yield GaugeMetricFamily(
+            "vpbx_sip_input_lag_seconds",
+            "How long the last probe datagram waited to be read by the SIP listener (socket queue and loop).",
+            value=calls.input_lag_s,
+        )
+        yield CounterMetricFamily(
+            "vpbx_calls_shed",
+            "New INVITEs answered 503 + Retry-After because the node was overloaded.",
+            value=calls.shed,
+        )
         stats, pending = f.cdr_stats()
         yield CounterMetricFamily("vpbx_cdrs_written", "CDRs written to the database.", value=stats.written)
         yield CounterMetricFamily(

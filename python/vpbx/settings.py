@@ -311,6 +311,16 @@ class ServeSettings(BaseModel):
     )
     sip_tls_cert: Path | None = Field(default=None, description="PEM certificate (chain) for SIP over TLS.")
     sip_tls_key: Path | None = Field(default=None, description="PEM private key of sip_tls_cert.")
+    # -- overload shedding of new calls (vpbx.pbx.calls.admission; issue 4 "Benchmarks")
+    max_calls_in_setup: int = Field(
+        default=2000, ge=0, description="Calls ringing at once; beyond, new INVITEs get 503 (0: no limit)."
+    )
+    max_sip_lag_ms: float = Field(
+        default=250.0,
+        ge=0,
+        description="How late SIP input may be read (socket queue + loop) before new INVITEs get 503 "
+        "+ Retry-After for a second (0: off).",
+    )
 
     @field_validator("trusted", mode="before")
     @classmethod

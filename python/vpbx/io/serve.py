@@ -43,7 +43,7 @@ from vpbx.io.trunks import TrunkManager
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
 from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
-from vpbx.pbx.calls import B2bua, B2buaConfig, CallStats, Dialplan
+from vpbx.pbx.calls import Admission, AdmissionConfig, B2bua, B2buaConfig, CallStats, Dialplan
 from vpbx.pbx.trunk_calls import TrunkCalls
 from vpbx.security import GuardStats, SourceGuard, guard_config
 from vpbx.settings import DirectorySettings, ServeSettings, parse_host_port
@@ -64,6 +64,7 @@ EXIT_FAILED: Final = 1
 HOUSEKEEPING_S: Final = 5.0
 GC_GEN0_THRESHOLD: Final = 50_000
 CALL_TIMER_S: Final = 0.5  # no-answer timeouts are checked this often
+LAG_PROBE_S: Final = 0.05  # how often the SIP input's queueing delay is sampled (admission)
 
 Fingerprint = tuple[Any, ...]
 
@@ -311,6 +312,9 @@ def build_b2bua(settings: ServeSettings, service: SipService, calls: _Calls, ser
         allowlists=registrar.allowlists,
         on_cdr=calls.cdrs.add,
         on_setup=server.metrics.observe_setup,
+        admission=Admission(
+            AdmissionConfig(max_setup=settings.max_calls_in_setup, max_lag_s=settings.max_sip_lag_ms / 1000)
+        ),
     )
     service.calls = b2bua
     calls.node.b2bua = b2bua
@@ -431,6 +435,7 @@ async def _serve(  # noqa: PLR0917
         b2bua.trunks = trunk_calls  # outbound legs, inbound INVITEs from providers
         calls.dialplan.outbound = trunk_calls.outbound
         transport.every(CALL_TIMER_S, b2bua.on_timer)
+        transport.probe_queue(LAG_PROBE_S, b2bua.note_lag)
         dialplan_task = asyncio.get_running_loop().create_task(
             calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"
         )

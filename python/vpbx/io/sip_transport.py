@@ -17,6 +17,8 @@ TransactionLayer.receive; actions out -> socket writes (RFC 3261 §18, §26.2.1 
   §3.5.1). A TLS connection we open ourselves verifies the peer with `tls_client`.
 - Timers: one loop.call_at for TransactionLayer.next_deadline().
 - The source guard (rate limits, bans) runs before parsing: dropped means no answer.
+- `probe_queue` measures how late UDP input is read (socket queue + loop): the overload
+  signal of vpbx.pbx.calls.admission.
 
 Two clocks: the transaction layer runs on loop.time() (monotonic); the guard is given
 `wall()` (Unix time), the clock the registrar gives it too.
@@ -25,10 +27,14 @@ Two clocks: the transaction layer runs on loop.time() (monotonic); the guard is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
+import struct
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from vpbx.security import SourceGuard
 from vpbx.sip import (
@@ -50,6 +56,9 @@ from vpbx.sip.transaction_match import Dest, TransactionKey, response_destinatio
 __all__ = ["SipTransport", "TransportStats"]
 
 TuCallback = Callable[[Action], None]
+UDP_RCVBUF: Final = 4 << 20  # bytes (the kernel caps it at net.core.rmem_max)
+PROBE_LOST_S: Final = 1.0  # a probe unread for this long is forgotten (the kernel dropped it)
+_PROBE = struct.Struct("!d")  # a probe datagram: the loop time it was sent at
 
 
 class TransportStats:
@@ -170,6 +179,10 @@ class SipTransport:
         self._closed: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.address: Dest = ("", 0)
+        self._probe: socket.socket | None = None
+        self._probe_from: Dest = ("", 0)
+        self._probe_sent: deque[float] = deque()
+        self._on_probe: Callable[[float], object] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -195,6 +208,10 @@ class SipTransport:
                 if port:
                     raise
                 continue
+            sock = udp.get_extra_info("socket")
+            if sock is not None:  # room for a burst: late is measurable (probe_queue), lost is not
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
             self._udp = udp
             self._servers.append(server)
             self.address = bound
@@ -222,7 +239,39 @@ class SipTransport:
         index = len(self._periodic)
         self._periodic.append(loop.call_later(seconds, tick))
 
+    def probe_queue(self, interval: float, on_sample: Callable[[float], object]) -> None:
+        """Every `interval` s, a datagram from a socket of our own (never parsed as SIP: known
+        by its source) to the UDP listener; `on_sample` gets how long it waited before being
+        read (the kernel's queue plus the loop: what every SIP datagram waits), and at each
+        tick the age of the oldest one still unread."""
+        if self._udp is None:
+            return
+        host, port = self.address
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+        target = wildcard.get(host, host)
+        sock = socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect((target, port))
+        self._probe, self._probe_from, self._on_probe = sock, _peer(sock.getsockname()), on_sample
+        sent = self._probe_sent
+        loop = self.loop
+
+        def tick() -> None:
+            now = loop.time()
+            while sent and now - sent[0] > PROBE_LOST_S:
+                sent.popleft()
+            if sent and now - sent[0] > interval:
+                on_sample(now - sent[0])  # not read yet: at least this late
+            with contextlib.suppress(OSError):  # a full socket buffer: the next tick tells
+                sock.send(_PROBE.pack(now))
+                sent.append(now)
+
+        self.every(interval, tick)
+
     def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         for handle in self._periodic:
             handle.cancel()
         if self._timer is not None:
@@ -244,6 +293,13 @@ class SipTransport:
     # -- input ----------------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, source: Dest) -> None:
+        if source == self._probe_from and self._on_probe is not None and len(data) == _PROBE.size:
+            (at,) = _PROBE.unpack(data)
+            sent = self._probe_sent
+            while sent and sent[0] <= at:  # this one, and older ones the kernel dropped
+                sent.popleft()
+            self._on_probe(self.loop.time() - at)
+            return
         if is_keepalive(data):
             return  # CRLF NAT keep-alive over UDP: nothing to answer
         guard = self.guard

@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from vpbx.media import Engine, MediaError, codec_names
 from vpbx.media import engine as et
@@ -83,12 +84,17 @@ _DTMF_KEYS = "0123456789*#ABCD"
 LegKey = tuple[str, int]  # (party, m-line index)
 
 
+_AS_ADDED: Final = EngineCodec(None, 8000)  # what Engine.add_leg gives a leg without a codec
+
+
 @dataclass
 class _Leg:
     leg: int
     address: LegAddress
     codecs: LegCodecs | None = None
-    applied: EngineCodec | None = None  # last codec given to the engine (None: as allocated)
+    # last codec given to the engine; a new leg relays as is at 8 kHz (Engine.add_leg's default)
+    applied: EngineCodec | None = None
+    remote: tuple[tuple[str, int], tuple[str, int] | None] | None = None  # last set_remote
     codec_label: str | None = None  # "PCMU/8000", for stats
     ptime_ms: int = 20
     transcoding: bool = False
@@ -242,7 +248,7 @@ class EngineBackend:
         rtp_host, rtp_port = info["rtp"]
         rtcp = info["rtcp"]
         address = LegAddress(rtp_host, rtp_port, rtcp[1] if rtcp is not None else None)
-        call.legs[(party, media_index)] = _Leg(info["leg"], address)
+        call.legs[(party, media_index)] = _Leg(info["leg"], address, applied=_AS_ADDED)
         call.by_id[info["leg"]] = (party, media_index)
         return address
 
@@ -275,8 +281,12 @@ class EngineBackend:
         else:
             rtcp_port = endpoint.rtcp_port or endpoint.port + 1
             rtcp = (endpoint.address, rtcp_port) if 0 < rtcp_port < 65536 else None
+        remote = ((endpoint.address, endpoint.port), rtcp)
+        if remote == leg.remote:
+            return  # the answer confirming what the offer set: no engine round trip
         with self._engine_errors():
-            self.engine.set_remote(call.session, leg.leg, (endpoint.address, endpoint.port), rtcp)
+            self.engine.set_remote(call.session, leg.leg, remote[0], rtcp)
+        leg.remote = remote
 
     def set_codecs(self, call_id: str, party: str, media_index: int, codecs: LegCodecs) -> None:
         _, leg = self._leg(call_id, party, media_index)

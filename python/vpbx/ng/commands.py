@@ -178,6 +178,8 @@ class NgCommands:
         self.backend.delete(call.call_id)
         self.calls.pop(call.call_id, None)
         self.deleted += 1
+        for party in call.parties:  # offerer <-> answerer: freed now, not by a (slow) GC pass
+            party.peer = None
 
     def _select(self, call: Call, opts: Options) -> list[Party]:
         # participant selection of the media commands (section "block DTMF"): label, from-tag

@@ -147,6 +147,11 @@ class Headers:
         self._index = None
         self.typed.clear()
 
+    def compact(self) -> None:
+        """Forget the lookup index and the parsed values (rebuilt on the next lookup): for
+        messages kept a long time and rarely read again (a call's INVITE once answered)."""
+        self._changed()
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first field called `name`."""
         values = self._lookup().get(field_key(name))

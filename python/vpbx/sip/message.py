@@ -174,6 +174,10 @@ class Message:
     def allow(self) -> tuple[str, ...]:
         return self._typed("allow", lambda h: parse_tokens(h.get_all("allow"), "Allow"))
 
+    def compact(self) -> None:
+        """Drop what lookups cached (Headers.compact); the fields and body stay."""
+        self.headers.compact()
+
     # -- output -------------------------------------------------------------------------
 
     def start_line(self) -> str:

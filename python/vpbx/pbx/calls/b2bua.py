@@ -27,6 +27,9 @@ trunk's address is not challenged and reaches only company numbers (Dialplan.rou
 Limits: numbers.max_calls per number and sip_accounts.max_calls per calling account;
 over either the caller gets 486 Busy Here (the callee side is busy, so a trunk may
 try elsewhere; 503 would make a provider fail the whole route over).
+
+Overload (vpbx.pbx.calls.admission): while the node lags or too many calls are in setup, a
+new INVITE gets 503 + Retry-After at once (no challenge, media or CDR); calls up go on.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from vpbx.sip.transaction_match import Dest, TransactionKey, build_cancel
 from vpbx.sip.uri import SipUri, parse_uri
 from vpbx.store.cdrs import Cdr
 
+from .admission import Admission
 from .challenge import answer_challenge
 from .indialog import InDialog
 from .media import MediaControl, MediaError, MediaUnavailableError
@@ -64,6 +68,7 @@ from .model import (
     Party,
     SipPort,
     best_status,
+    decrement,
     disposition_of,
     ignore,
     sip_user,
@@ -100,6 +105,7 @@ class B2bua:
         on_setup: Callable[[float], object] | None = None,
         trunks: TrunkResolver | None = None,
         allowlists: AccountAllowlists | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.dialplan = dialplan
@@ -115,6 +121,8 @@ class B2bua:
         self.trunks = trunks  # outbound legs of "trunk" routes (the trunk module)
         self.allowlists = allowlists  # per-account source CIDRs, as the registrar applies them
         self.stats = CallStats()
+        self.admission = admission if admission is not None else Admission()
+        self.in_setup = 0  # calls admitted and not answered or ended yet
         self.calls: dict[TransactionKey, Call] = {}  # by A's INVITE server transaction
         self.by_dialog: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) -> call, both sides
         self.by_media: dict[str, Call] = {}
@@ -143,6 +151,9 @@ class B2bua:
     def on_invite(self, request: Request, key: TransactionKey, source: Dest, transport: str) -> None:
         """An INVITE outside any dialog (§13.3.1)."""
         now = self.clock()
+        if self.admission.check(self.in_setup, now) is not None:
+            self.stats.shed += 1
+            return self._unavailable(request, key)
         self.port.respond(key, build_response(request, 100))  # at once (§8.2.6.1, §17.2.1)
         try:
             self._invite(request, key, source, transport, now)
@@ -178,10 +189,8 @@ class B2bua:
         if route.kind == "trunk":
             direction = "outbound"
         if len(self.calls) >= self.config.max_calls:
-            response = self.reply(request, 503)
-            response.headers.add("Retry-After", "5")  # §21.5.4
             self.stats.count(direction, "failed")
-            return self.port.respond(key, response)
+            return self._unavailable(request, key)
         number = route.number
         if number is not None and self.per_number.get(number.e164, 0) >= number.max_calls:
             self.stats.limited += 1
@@ -229,6 +238,11 @@ class B2bua:
             self.fork(call, target, offer, mf)
         if not call.legs:
             self._fail(call, 480, "no contact reachable")
+
+    def _unavailable(self, request: Request, key: TransactionKey) -> None:
+        response = self.reply(request, 503)
+        response.headers.add("Retry-After", str(self.admission.config.retry_after_s))  # §21.5.4
+        self.port.respond(key, response)
 
     def _authenticate(self, request: Request, key: TransactionKey, source: Dest, now: float) -> str | None:
         """§22.3: 407 with Proxy-Authenticate, the same for unknown users as for wrong
@@ -286,6 +300,7 @@ class B2bua:
         self.by_dialog[call.b_call_id, call.b_tag] = call
         self.by_media[call.media_id] = call
         self.stats.active = len(self.calls)
+        self.in_setup += 1
         number = call.route.number
         if number is not None:
             self.per_number[number.e164] = self.per_number.get(number.e164, 0) + 1
@@ -443,6 +458,7 @@ class B2bua:
             if other is not leg:
                 self.cancel_leg(other, reason=COMPLETED_ELSEWHERE)
         call.phase = CallPhase.ANSWERED
+        self.in_setup -= 1
         call.answered = self.clock()
         self._setup_seen(call)
         self._to_a(call, 200, body)
@@ -454,6 +470,11 @@ class B2bua:
         call.parties["b"] = Party(
             dialog, leg.dest, leg.transport, dialog.remote_tag, call.b_tag, response.body
         )
+        call.a_request.compact()  # kept for the whole call, rarely read again: parsed views go
+        for each in call.legs:
+            each.request.compact()
+        if dialog.last_ack is not None:
+            dialog.last_ack.compact()
 
     def bye(self, dialog: Dialog, dest: Dest, transport: str) -> None:
         """BYE in `dialog` (§15.1.1); its outcome changes nothing here."""
@@ -589,6 +610,8 @@ class B2bua:
         """Forget the call, release its media and limits, emit its CDR."""
         if call.phase is CallPhase.ENDED:
             return
+        if call.phase is CallPhase.SETUP:
+            self.in_setup -= 1
         call.phase = CallPhase.ENDED
         self.calls.pop(call.a_key, None)
         self.by_dialog.pop((call.a_request.call_id, call.a_tag), None)
@@ -599,9 +622,9 @@ class B2bua:
         self.stats.active = len(self.calls)
         number = call.route.number
         if number is not None:
-            _decrement(self.per_number, number.e164)
+            decrement(self.per_number, number.e164)
         if call.caller is not None:
-            _decrement(self.per_account, call.caller)
+            decrement(self.per_account, call.caller)
         self.media.delete(call.media_id)
         self.stats.count(call.direction, disposition)
         for relay in call.relays:
@@ -610,13 +633,10 @@ class B2bua:
         if self.on_cdr is not None:
             self.on_cdr(call.cdr(disposition=disposition, cause=cause, now=self.clock()))
 
+    def note_lag(self, lag_s: float) -> None:
+        """A sample of how late SIP input is read (vpbx.io.sip_transport probe_queue)."""
+        self.stats.input_lag_s = lag_s
+        self.admission.note_lag(lag_s, self.clock())
+
     def on_in_dialog(self, request: Request, key: TransactionKey) -> None:
         self.dialogs.on_request(request, key)
-
-
-def _decrement(table: dict[str, int], name: str) -> None:
-    left = table.get(name, 0) - 1
-    if left > 0:
-        table[name] = left
-    else:
-        table.pop(name, None)

@@ -102,4 +102,11 @@ class NgMediaControl:
         )
 
     def delete(self, call_id: str) -> None:
-        self.commands.handle({b"command": b"delete", b"call-id": call_id.encode()}, _SOURCE, self.clock())
+        # "fast": the reply's statistics are not read here (the backend still reports each
+        # finished leg's quality), so the engine is not queried for them: one round trip less
+        request: dict[bytes, Value] = {
+            b"command": b"delete",
+            b"call-id": call_id.encode(),
+            b"flags": [b"fast"],
+        }
+        self.commands.handle(request, _SOURCE, self.clock())

@@ -228,10 +228,21 @@ class CallStats:
     challenges: int = 0
     auth_failures: int = 0
     limited: int = 0  # refused by a per-number or per-account limit
+    shed: int = 0  # new INVITEs answered 503 by the overload admission
+    input_lag_s: float = 0.0  # the last SIP input lag sample (admission)
 
     def count(self, direction: str, result: str) -> None:
         key = (direction, result)
         self.totals[key] = self.totals.get(key, 0) + 1
+
+
+def decrement(table: dict[str, int], name: str) -> None:
+    """One call fewer under `name` (a per-number or per-account count); zero drops the key."""
+    left = table.get(name, 0) - 1
+    if left > 0:
+        table[name] = left
+    else:
+        table.pop(name, None)
 
 
 def ignore(_event: Deliver | Timeout | TransportError) -> None:
