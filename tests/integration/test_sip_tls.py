@@ -91,11 +91,13 @@ async def scenario(cert: Path, key: Path) -> tuple[list[int], str, bool]:
         writer.write(second.to_bytes())
         ok = await read_response(reader)
         writer.close()
+        await writer.wait_closed()  # else the TLS socket is left for the GC (ResourceWarning)
         bindings = service.registrar.location.bindings("1001", 0.0)
         transports = ",".join(b.transport for b in bindings)
         return [challenge.status, ok.status], transports, refused
     finally:
         transport.close()
+        await asyncio.sleep(0.1)  # let the server side's TLS connections finish closing
 
 
 def test_register_over_tls_and_untrusting_client_refused(tmp_path: Path) -> None:
@@ -133,6 +135,7 @@ def test_vpbx_serve_takes_registrations_over_tls(tmp_path: Path) -> None:
             writer.write(second.to_bytes())
             ok = await read_response(reader)
             writer.close()
+            await writer.wait_closed()
             return [challenge.status, ok.status]
 
         assert asyncio.run(phone()) == [401, 200]
