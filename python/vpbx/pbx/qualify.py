@@ -96,7 +96,6 @@ def options_request(
             ("Call-ID", call_id),
             ("CSeq", "1 OPTIONS"),
             ("Accept", "application/sdp"),
-            ("Content-Length", "0"),
         ],
     )
 
