@@ -28,11 +28,6 @@ def qualifier(interval: float = 30.0, **kw: float) -> Qualifier:
     return Qualifier(interval_s=interval, local=lambda _dest: LOCAL, **kw)  # type: ignore[arg-type]
 
 
-def probe_now(q: Qualifier, now: float) -> list[Probe]:
-    """All probes due by `now` (the fake clock jumps there)."""
-    return q.due(now)
-
-
 def first_probe(q: Qualifier, start: float = 0.0) -> tuple[Probe, float]:
     for step in range(int(q.interval_s * 10) + 2):
         t = start + step / 10
@@ -116,7 +111,7 @@ def test_one_probe_in_flight_and_timeout_defaults_to_timer_f() -> None:
     assert q.timeout_s == 32.0  # 64*T1
     assert qualifier(interval=1.0).timeout_s == 1.0
     q.sync([binding()], 0.0)
-    p, t = first_probe(q)
+    _, t = first_probe(q)
     assert q.due(t + 120.0) == []  # still awaiting the first
     assert q.next_deadline() == pytest.approx(t + 32.0)
 
