@@ -3,8 +3,9 @@
     runner = QualifyRunner(qualifier, transport, service, bindings=..., on_rtt=metrics.observe_contact_rtt)
     transport.every(TICK_S, runner.tick)
 
-Each tick reads the current bindings (Unix time, as the location store keeps them), counts
-overdue probes as failures, and sends the probes due as client transactions
+Each tick reads the current bindings again when SYNC_S has passed (at Unix time, as the
+location store keeps them), counts overdue probes as failures, and sends the probes due as
+client transactions
 (SipTransport.send_request) whose outcome comes back through SipService.track. The
 qualifier's clock is the loop's (monotonic).
 """
@@ -28,6 +29,7 @@ __all__ = ["TICK_S", "QualifyRunner"]
 log = get_logger("vpbx.qualify")
 
 TICK_S: Final = 0.25  # how often due probes and timeouts are looked at
+SYNC_S: Final = 2.0  # how often the bindings are read again (about 8 ms per 10,000)
 
 
 class QualifyRunner:
@@ -47,11 +49,14 @@ class QualifyRunner:
         self.service = service
         self.bindings = bindings  # every live binding at a Unix time
         self.on_rtt = on_rtt
+        self._next_sync = float("-inf")
 
     def tick(self) -> None:
         q = self.qualifier
         now = self.transport.loop.time()
-        q.sync(self.bindings(time.time()), now)
+        if now >= self._next_sync:
+            self._next_sync = now + SYNC_S
+            q.sync(self.bindings(time.time()), now)
         for aor, uri in q.expire(now):
             log.warning("contact_unreachable", aor=aor, contact=uri)
         for probe in q.due(now):
