@@ -144,6 +144,7 @@ def vpbx_server(tmp: Path, *, max_calls: int = 20_000) -> Iterator[Server]:
     config.write_text(
         f"[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\nmax_calls = {max(max_calls, 10_000)}\n"
         "no_answer_timeout_s = 20\nmedia_timeout_s = 3600\n"
+        "qualify_interval_s = 0\n"  # SIPp does not answer OPTIONS
     )
     args = [sys.executable, "-m", "vpbx", "serve", "--config", str(config), "--data-dir", str(data)]
     args += ["--md5-only", "--trusted", "127.0.0.0/8", "--log-level", "warning"]

@@ -54,6 +54,8 @@ __all__ = [
     "EngineCollector",
     "Metrics",
     "NodeFigures",
+    "QualifyCollector",
+    "QualifyFigures",
     "SipCollector",
     "SipFigures",
     "TrunkCollector",
@@ -110,6 +112,12 @@ class TrunkFigures(Protocol):
     def registration_failures(self) -> Mapping[str, int]:
         """Failed registration attempts by trunk name since the start."""
         ...
+
+
+class QualifyFigures(Protocol):
+    """What :class:`QualifyCollector` reads (vpbx.pbx.Qualifier): (reachable, unreachable) contacts."""
+
+    def counts(self) -> tuple[int, int]: ...
 
 
 class DirectoryFigures(Protocol):
@@ -280,6 +288,19 @@ class Metrics:
     def add_trunks(self, figures: TrunkFigures) -> None:
         """Expose the trunks' registration figures (read at each scrape)."""
         self.registry.register(TrunkCollector(figures))
+
+    def add_qualify(self, figures: QualifyFigures) -> None:
+        """Expose the OPTIONS qualify figures; `observe_contact_rtt` feeds the histogram."""
+        self.registry.register(QualifyCollector(figures))
+        self.contact_rtt = Histogram(
+            "vpbx_contact_rtt_seconds",
+            "Round trip of OPTIONS qualify probes to registered contacts.",
+            buckets=_SETUP_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_contact_rtt(self, seconds: float) -> None:
+        self.contact_rtt.observe(seconds)
 
     def add_directory(self, figures: DirectoryFigures) -> None:
         """Expose the directory sync's figures (read at each scrape)."""
@@ -482,6 +503,21 @@ class TrunkCollector(Collector):
         for name, n in sorted(self.figures.registration_failures().items()):
             failures.add_metric([name], n)
         yield failures
+
+
+class QualifyCollector(Collector):
+    """Registered contacts by OPTIONS qualify state (those not probed yet are in neither)."""
+
+    def __init__(self, figures: QualifyFigures) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        up, down = self.figures.counts()
+        yield GaugeMetricFamily("vpbx_contacts_reachable", "Contacts that answered OPTIONS.", value=up)
+        yield GaugeMetricFamily("vpbx_contacts_unreachable", "Contacts that stopped answering.", value=down)
 
 
 class DirectoryCollector(Collector):

@@ -265,6 +265,13 @@ class ServeSettings(BaseModel):
         le=60,
         description="How often the server looks for changes made by the CLI (accounts).",
     )
+    qualify_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How often each registered contact is probed with OPTIONS (0: never); calls "
+        "skip contacts that stopped answering.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # calls (the B2BUA) and their media, anchored on the in-process engine
     sip_advertise: str | None = Field(

@@ -115,7 +115,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     config = data_dir / "vpbx.toml"
     config.write_text(
         f"[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\nmd5_only = true\n"
-        f'min_expires = {MIN_EXPIRES}\nlog_level = "warning"\n'
+        f'min_expires = {MIN_EXPIRES}\nlog_level = "warning"\nqualify_interval_s = 1\n'
     )
     args = ["serve", "--config", str(config), "--data-dir", str(data_dir)]
     args += ["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
@@ -246,6 +246,11 @@ def test_baresip_calls_baresip_with_audio_both_ways_through_vpbx(
     (answer,) = [m for m in answers if re.search(r"^CSeq: \d+ INVITE$", m, re.M)]
     for host, port in (media_port(invite), media_port(answer)):
         assert host == "127.0.0.1" and PORT_MIN <= port <= PORT_MAX, (host, port)
+    # OPTIONS qualify (every second here) reached the phones the way they registered, and
+    # baresip's answers count them reachable.
+    pbx.wait_metric("vpbx_contacts_reachable", 2)
+    probed_on = {port for port, _ in b.trace("OPTIONS ", proto=proto)}
+    assert probed_on == {registered_on if transport == "tcp" else b.sip}, probed_on
     after = pbx.metrics()
     relayed = after["vpbx_media_packets_relayed_total"] - before["vpbx_media_packets_relayed_total"]
     assert relayed >= 0.8 * 2 * TALK_S * 50, relayed  # 20 ms packets both ways

@@ -150,6 +150,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     config.write_text(
         f'[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\ntrusted = ["{PROVIDER}/32", "{PHONE}/32"]\n'
         'md5_only = true\nlog_level = "warning"\nno_answer_timeout_s = 20\n'
+        "qualify_interval_s = 0\n"  # SIPp scenarios do not answer OPTIONS
     )
     args = ["serve", "--config", str(config), "--data-dir", str(data_dir)]
     args += ["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
@@ -354,7 +355,7 @@ def test_call_without_media_is_hung_up_after_the_media_timeout(tmp_path: Path) -
     config = data_dir / "vpbx.toml"
     config.write_text(
         f'[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\ntrusted = ["{PROVIDER}/32", "{PHONE}/32"]\n'
-        'md5_only = true\nlog_level = "warning"\nmedia_timeout_s = 1.5\n'
+        'md5_only = true\nlog_level = "warning"\nmedia_timeout_s = 1.5\nqualify_interval_s = 0\n'
     )
     args = ["serve", "--config", str(config), "--data-dir", str(data_dir)]
     proc = VpbxServer([*args, "--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"], timeout=TIMEOUT)

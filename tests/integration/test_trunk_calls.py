@@ -178,6 +178,7 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     config = data_dir / "vpbx.toml"
     config.write_text(
         f'[serve]\nport_min = {PORT_MIN}\nport_max = {PORT_MAX}\nmd5_only = true\nlog_level = "warning"\n'
+        "qualify_interval_s = 0\n"  # SIPp scenarios do not answer OPTIONS
     )
     args = ["serve", "--config", str(config), "--data-dir", str(data_dir)]
     args += ["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]

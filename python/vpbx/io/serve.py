@@ -37,13 +37,15 @@ from vpbx.io.calls import CallNode, DialplanWatcher, advertised_host
 from vpbx.io.cdr_writer import CdrWriter, CdrWriterStats
 from vpbx.io.directory_sync import DirectorySyncLoop, directory_sync_running, ldap_login
 from vpbx.io.http import api_context, start_http, tls_context
+from vpbx.io.qualify import TICK_S, QualifyRunner
 from vpbx.io.registration_writer import RegistrationWriter, WriterStats
 from vpbx.io.sip_transport import SipTransport
 from vpbx.io.trunks import TrunkManager
 from vpbx.logs import configure_logging, get_logger
 from vpbx.metrics import Metrics
-from vpbx.pbx import CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
+from vpbx.pbx import Binding, CredentialCache, DatabaseLocationStore, Registrar, RegistrarStats
 from vpbx.pbx.calls import Admission, AdmissionConfig, B2bua, B2buaConfig, CallStats, Dialplan
+from vpbx.pbx.qualify import Qualifier
 from vpbx.pbx.trunk_calls import TrunkCalls
 from vpbx.security import GuardStats, SourceGuard, guard_config
 from vpbx.settings import DirectorySettings, ServeSettings, parse_host_port
@@ -205,6 +207,7 @@ class Server:
         self.metrics = Metrics()
         self.metrics.add_sip(self)
         self.trunks: TrunkManager | None = None  # set once SIP listens
+        self.qualifier: Qualifier | None = None  # OPTIONS qualify, when qualify_interval_s > 0
         self.metrics.add_calls(self)
         self.metrics.add_engine(node)
 
@@ -248,6 +251,8 @@ class Server:
             "registration_write_failures": stats.failures,
             "registration_last_error": stats.last_error,
             "trunks": [] if self.trunks is None else self.trunks.health(),
+            "contacts_reachable": None if self.qualifier is None else self.qualifier.counts()[0],
+            "contacts_unreachable": None if self.qualifier is None else self.qualifier.counts()[1],
             "calls_active": self.call_stats().active,
             "cdrs_pending": self.cdrs.pending,
             "cdr_write_failures": self.cdrs.stats.failures,
@@ -265,6 +270,27 @@ def drop_vanished_bindings(writer: RegistrationWriter, cache: CredentialCache) -
     if gone:
         log.info("registrations_dropped", aors=len(gone), reason="account gone or disabled")
     return len(gone)
+
+
+def start_qualify(settings: ServeSettings, server: Server, transport: SipTransport, b2bua: B2bua) -> None:
+    """OPTIONS qualify of every binding (vpbx.io.qualify), and calls skip unreachable contacts."""
+    if settings.qualify_interval_s <= 0:
+        return
+    local = (advertised_host(settings), server.sip_address[1])
+    qualifier = Qualifier(interval_s=settings.qualify_interval_s, local=lambda _dest: local)
+    location = server.service.registrar.location
+    writer = server.writer
+
+    def bindings(now: float) -> Iterable[Binding]:
+        return [b for aor in writer.aors() for b in location.bindings(aor, now)]
+
+    server.qualifier = qualifier
+    server.metrics.add_qualify(qualifier)
+    runner = QualifyRunner(
+        qualifier, transport, server.service, bindings=bindings, on_rtt=server.metrics.observe_contact_rtt
+    )
+    transport.every(TICK_S, runner.tick)
+    b2bua.reachable = qualifier.reachable
 
 
 def build_registrar(
@@ -435,6 +461,7 @@ async def _serve(  # noqa: PLR0917
         b2bua.trunks = trunk_calls  # outbound legs, inbound INVITEs from providers
         calls.dialplan.outbound = trunk_calls.outbound
         transport.every(CALL_TIMER_S, b2bua.on_timer)
+        start_qualify(settings, server, transport, b2bua)
         transport.probe_queue(LAG_PROBE_S, b2bua.note_lag)
         dialplan_task = asyncio.get_running_loop().create_task(
             calls.watcher.run(settings.reload_interval_s), name="vpbx-dialplan-watcher"

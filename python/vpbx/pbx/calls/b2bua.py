@@ -120,6 +120,7 @@ class B2bua:
         self.on_setup = on_setup
         self.trunks = trunks  # outbound legs of "trunk" routes (the trunk module)
         self.allowlists = allowlists  # per-account source CIDRs, as the registrar applies them
+        self.reachable: Callable[[str, str], bool] | None = None  # (aor, contact): OPTIONS qualify
         self.stats = CallStats()
         self.admission = admission if admission is not None else Admission()
         self.in_setup = 0  # calls admitted and not answered or ended yet
@@ -312,7 +313,9 @@ class B2bua:
         its REGISTER came from (the flow: RFC 3581 / NAT); a trunk's from its resolver."""
         if route.kind == "trunk":
             return [] if self.trunks is None else self.trunks.targets(route, now)
-        return [Target(b.uri, b.source, b.transport) for b in self.location.bindings(route.target, now)]
+        bindings = self.location.bindings(route.target, now)
+        ok = self.reachable  # contacts that stopped answering OPTIONS are skipped (issue 4)
+        return [Target(b.uri, b.source, b.transport) for b in bindings if ok is None or ok(b.aor, b.uri)]
 
     def fork(
         self,
