@@ -10,13 +10,7 @@ use media_core::codec::{self, Params};
 use media_engine::{Engine, Event, LegCodec, LegSpec, RecordingLayout, RecordingSpec, SessionId};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The tests that compare a file's duration with wall time run one at a time: run side by
-/// side (cargo runs tests on every core) their sender threads fall behind real time on a
-/// 2-core machine and the comparison measures the scheduler, not the recorder.
-static REAL_TIME: Mutex<()> = Mutex::new(());
 
 /// A file may differ from wall time by this much. The 5% loss on A is 100 ms of audio over
 /// the 2 s: a recorder that did not fill gaps would be off by about that, so this stays below.
@@ -142,7 +136,6 @@ fn spec(path: &Path, layout: RecordingLayout) -> RecordingSpec {
 /// Records ~2 s of 400 Hz on A (5% lost) and 1000 Hz on B; returns the
 /// file and the wall time between start and stop.
 fn record_two_tones(port_min: u16, layout: RecordingLayout, name: &str) -> (Wav, Duration, u64) {
-    let _one_at_a_time = REAL_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let e = engine(port_min, 20, |_| {});
     let c = call(&e);
     let path = tmp(name);
@@ -209,7 +202,6 @@ fn mono_recording_sums_both_legs() {
 
 #[test]
 fn single_leg_pause_leaves_the_paused_span_out() {
-    let _one_at_a_time = REAL_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let e = engine(46540, 20, |_| {});
     let c = call(&e);
     let s = e.session_stats(c.s).unwrap();
