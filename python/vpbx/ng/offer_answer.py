@@ -286,7 +286,7 @@ def _answerer(call: Call, offerer: Party, opts: Options) -> Party:
     if not cand.tag:
         cand.tag = opts.to_tag
     elif cand.tag != opts.to_tag:
-        cand.aliases.add(opts.to_tag)  # a new To-tag for the same branch (section "new branch")
+        cand.add_alias(opts.to_tag)  # a new To-tag for the same branch (section "new branch")
     return cand
 
 
@@ -394,6 +394,7 @@ def do_answer(call: Call, opts: Options, backend: MediaBackend, now: float) -> S
     backend.connect(call.call_id, offerer.pid, answerer.pid, transcode)
     answerer.sdp_in, offerer.sdp_out = sd, out
     offerer.peer, answerer.peer = answerer, offerer
+    call.compact()  # answered: the SDPs stay as text until a re-INVITE parses them again
     return out
 
 
