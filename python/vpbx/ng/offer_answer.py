@@ -261,6 +261,7 @@ def do_offer(call: Call, opts: Options, backend: MediaBackend, now: float) -> Se
         force_transcoding=opts.force_transcoding or bool(codec.consume),
     )
     offerer.sdp_in, peer.sdp_out = sd, out
+    call.note_text(sd, opts.sdp)
     offerer.peer, peer.peer = peer, offerer
     return out
 
@@ -394,7 +395,7 @@ def do_answer(call: Call, opts: Options, backend: MediaBackend, now: float) -> S
     backend.connect(call.call_id, offerer.pid, answerer.pid, transcode)
     answerer.sdp_in, offerer.sdp_out = sd, out
     offerer.peer, answerer.peer = answerer, offerer
-    call.compact()  # answered: the SDPs stay as text until a re-INVITE parses them again
+    call.note_text(sd, opts.sdp)
     return out
 
 

@@ -25,6 +25,9 @@ __all__ = ["Call", "Party", "PendingOffer"]
 Kept: TypeAlias = SessionDescription | bytes
 
 
+_TEXTS_KEPT = 8  # offers without an answer (forks, retransmissions) do not pile up texts
+
+
 def _expand(kept: Kept | None) -> SessionDescription | None:
     return parse(kept) if isinstance(kept, bytes) else kept
 
@@ -157,6 +160,9 @@ class Call:
     recording: bool = False
     answered: bool = False  # an answer has been processed (offer timeout no longer applies)
     _next: int = 0
+    # (SDP, its text) known since the last compact(): what was parsed and what was sent, so
+    # compact() shares those bytes (the B2BUA keeps the same ones as message bodies)
+    texts: tuple[tuple[SessionDescription, bytes], ...] = ()
 
     def by_tag(self, tag: str | None) -> Party | None:
         if not tag:
@@ -178,9 +184,14 @@ class Call:
         self.parties.append(party)
         return party
 
+    def note_text(self, sd: SessionDescription, text: bytes) -> None:
+        """`text` parses to `sd` (it was parsed into it, or is its serialization)."""
+        self.texts = (*self.texts[-(_TEXTS_KEPT - 1) :], (sd, text))
+
     def compact(self) -> None:
         """An answer went through: keep every party's SDPs as text until the next offer."""
-        texts: dict[int, bytes] = {}
+        texts = {id(sd): text for sd, text in self.texts}  # the SDPs are alive: ids are theirs
+        self.texts = ()
         for p in self.parties:
             p.compact(texts)
 
