@@ -45,6 +45,7 @@ __all__ = ["MAX_MEDIA", "MAX_PARTIES", "do_answer", "do_offer", "set_recording"]
 
 MAX_MEDIA = 32  # m-lines per SDP we anchor
 MAX_PARTIES = 32  # parties per call, forks included
+_NO_OPTIONS: frozenset[str] = frozenset()
 
 
 def _parse(sdp: bytes) -> SessionDescription:
@@ -254,7 +255,7 @@ def do_offer(call: Call, opts: Options, backend: MediaBackend, now: float) -> Se
         sdp_in=sd,
         sdp_out=out,
         plans=rw.media,
-        rtcp_mux=frozenset(opts.rtcp_mux),
+        rtcp_mux=frozenset(opts.rtcp_mux) if opts.rtcp_mux else _NO_OPTIONS,  # one empty set for all
         ptime=opts.ptime,
         ptime_reverse=opts.ptime_reverse,
         accept=tuple(codec.accept),
