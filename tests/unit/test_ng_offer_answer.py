@@ -447,3 +447,20 @@ def test_resource_bounds_per_request() -> None:
         assert ng.offer(via_branch=f"fork{i}")["result"] == "ok"
     assert ng.offer(via_branch="one-too-many")["error-reason"] == "Too many parties in call (at most 32)"
     assert len(ng.server.commands.calls["c1"].parties) == 32
+
+
+def test_after_the_answer_kept_sdps_still_drive_versions_repeated_answers_and_queries() -> None:
+    # once answered, the call's SDPs are kept as text: what later commands see must not change
+    ng = Ng()
+    replace = ["origin", "SDP version"]
+    first = ng.offer(replace=replace)
+    answer = ng.answer(replace=replace)
+    again = ng.answer(replace=replace)  # a retransmitted 200 answered again: same answer
+    assert lines(again) == lines(answer)
+    same = ng.offer(replace=replace, to_tag="tb")  # re-INVITE, nothing changed: same o= version
+    assert lines(same) == lines(first)
+    held = ng.offer(CALLER.replace("a=sendrecv", "a=sendonly"), replace=replace, to_tag="tb")
+    origin = next(x for x in lines(held) if x.startswith("o="))
+    assert origin.split()[2] == str(int(next(x for x in lines(first) if x.startswith("o=")).split()[2]) + 1)
+    query = ng("query", call_id="c1")
+    assert query["result"] == "ok" and set(query["tags"]) == {"ta", "tb"}

@@ -460,3 +460,27 @@ def test_response_and_request_constructors_refuse_nonsense() -> None:
     with pytest.raises(ValueError):
         Request("BAD METHOD", "sip:a@b")
     assert Response(603).reason == "Decline" and Response(499).reason == "Request Failure"
+
+
+def test_a_compacted_message_reads_and_serializes_as_before_and_still_changes() -> None:
+    raw = (
+        b"INVITE sip:bob@example.com SIP/2.0\r\n"
+        b"v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKk1\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=f1\r\nTo: <sip:bob@example.com>\r\n"
+        b"Call-ID: c1@h\r\nCSeq: 1 INVITE\r\nX-Odd: a,\tb\r\nContact: <sip:a@10.0.0.1>\r\n"
+        b"Content-Length: 3\r\n\r\nabc"
+    )
+    message = parse_message(raw)
+    assert isinstance(message, Request)
+    wire = message.to_bytes()
+    message.compact()
+    assert message.to_bytes() == wire
+    assert message.from_.tag == "f1" and message.via[0].branch == "z9hG4bKk1"
+    assert message.headers.get("x-odd") == "a,\tb" and len(message.headers) == 8
+    message.compact()
+    message.headers.add("Subject", "hi")
+    message.compact()
+    assert (
+        message.headers.get("subject") == "hi"
+        and message.to_bytes().count(b"\r\n") == wire.count(b"\r\n") + 1
+    )

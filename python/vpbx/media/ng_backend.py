@@ -87,7 +87,7 @@ LegKey = tuple[str, int]  # (party, m-line index)
 _AS_ADDED: Final = EngineCodec(None, 8000)  # what Engine.add_leg gives a leg without a codec
 
 
-@dataclass
+@dataclass(slots=True)
 class _Leg:
     leg: int
     address: LegAddress
@@ -103,7 +103,7 @@ class _Leg:
     pt_map: dict[int, int] = field(default_factory=dict)  # as the engine has it
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     session: int
     legs: dict[LegKey, _Leg] = field(default_factory=dict)

@@ -238,7 +238,9 @@ class NgCommands:
             self.managed += 1
         self._record_flag(call, opts)
         call.last_signal = now
-        return _ok(opts, sdp=serialize(sdp))
+        body = serialize(sdp)
+        call.note_text(sdp, body)
+        return _ok(opts, sdp=body)
 
     def _record_flag(self, call: Call, opts: Options) -> None:
         # "record call" rides on offer/answer: if recording fails the media still flows, so the
@@ -257,7 +259,10 @@ class NgCommands:
         call.answered = True
         self._record_flag(call, opts)
         call.last_signal = now
-        return _ok(opts, sdp=serialize(sdp))
+        body = serialize(sdp)
+        call.note_text(sdp, body)
+        call.compact()  # answered: the SDPs stay as text until a re-INVITE parses them again
+        return _ok(opts, sdp=body)
 
     def _delete(self, opts: Options, now: float) -> Reply:
         # section "delete Message": the whole call without a from-tag, else one party (by

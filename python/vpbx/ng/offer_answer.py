@@ -45,6 +45,7 @@ __all__ = ["MAX_MEDIA", "MAX_PARTIES", "do_answer", "do_offer", "set_recording"]
 
 MAX_MEDIA = 32  # m-lines per SDP we anchor
 MAX_PARTIES = 32  # parties per call, forks included
+_NO_OPTIONS: frozenset[str] = frozenset()
 
 
 def _parse(sdp: bytes) -> SessionDescription:
@@ -254,13 +255,14 @@ def do_offer(call: Call, opts: Options, backend: MediaBackend, now: float) -> Se
         sdp_in=sd,
         sdp_out=out,
         plans=rw.media,
-        rtcp_mux=frozenset(opts.rtcp_mux),
+        rtcp_mux=frozenset(opts.rtcp_mux) if opts.rtcp_mux else _NO_OPTIONS,  # one empty set for all
         ptime=opts.ptime,
         ptime_reverse=opts.ptime_reverse,
         accept=tuple(codec.accept),
         force_transcoding=opts.force_transcoding or bool(codec.consume),
     )
     offerer.sdp_in, peer.sdp_out = sd, out
+    call.note_text(sd, opts.sdp)
     offerer.peer, peer.peer = peer, offerer
     return out
 
@@ -286,7 +288,7 @@ def _answerer(call: Call, offerer: Party, opts: Options) -> Party:
     if not cand.tag:
         cand.tag = opts.to_tag
     elif cand.tag != opts.to_tag:
-        cand.aliases.add(opts.to_tag)  # a new To-tag for the same branch (section "new branch")
+        cand.add_alias(opts.to_tag)  # a new To-tag for the same branch (section "new branch")
     return cand
 
 
@@ -394,6 +396,7 @@ def do_answer(call: Call, opts: Options, backend: MediaBackend, now: float) -> S
     backend.connect(call.call_id, offerer.pid, answerer.pid, transcode)
     answerer.sdp_in, offerer.sdp_out = sd, out
     offerer.peer, answerer.peer = answerer, offerer
+    call.note_text(sd, opts.sdp)
     return out
 
 

@@ -476,6 +476,7 @@ class B2bua:
         call.a_request.compact()  # kept for the whole call, rarely read again: parsed views go
         for each in call.legs:
             each.request.compact()
+        leg.on_event = leg.auth = None  # answered: no challenge to answer again (challenge.py)
         if dialog.last_ack is not None:
             dialog.last_ack.compact()
 
