@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Final
 
-from vpbx.security import AccountAllowlists, SourceGuard
+from vpbx.security import AccountAllowlists, SourceGuard, judge
 from vpbx.sip.address import Address
 from vpbx.sip.auth import DigestAuthenticator
 from vpbx.sip.errors import SipParseError
@@ -195,25 +195,14 @@ class Registrar:
         """The authenticated username; raises _RefusedError with a challenge, or returns None
         when the failure got the source banned."""
         result = self.authenticator.verify(request, self.lookup_ha1, now)
-        guard = self.guard
-        allowlists = self.allowlists
-        outside = (
-            result.ok
-            and result.username is not None
-            and allowlists is not None
-            and not allowlists.permits(result.username, source[0])
-        )
-        if result.ok and result.username is not None and not outside:
-            if guard is not None:
-                guard.record_auth_success(source[0], now, result.username)
-            return result.username
-        if outside:
-            # The account's allowlist does not hold this source: answered exactly like a
-            # wrong password (a 403 here would confirm the password to whoever has it).
+        verdict = judge(result, source[0], now, guard=self.guard, allowlists=self.allowlists)
+        if verdict.username is not None:
+            return verdict.username
+        if verdict.outside:  # answered exactly like a wrong password
             self.stats.source_refused += 1
-        if outside or result.is_failure:
+        if verdict.failed:
             self.stats.auth_failures += 1
-            if guard is not None and guard.record_auth_failure(source[0], now, result.username):
+            if verdict.banned:
                 self.stats.dropped += 1
                 return None
         self.stats.challenges += 1

@@ -5,6 +5,7 @@ from .calls import AccountCallLimits
 from .config import guard_config
 from .guard import GuardConfig, GuardStats, SourceGuard
 from .netlist import AccountAllowlists, CidrSet, parse_ip, source_key
+from .verdict import Verdict, judge
 
 __all__ = [
     "AccountAllowlists",
@@ -13,7 +14,9 @@ __all__ = [
     "GuardConfig",
     "GuardStats",
     "SourceGuard",
+    "Verdict",
     "guard_config",
+    "judge",
     "parse_ip",
     "source_key",
 ]

@@ -39,7 +39,7 @@ from typing import Final
 
 from vpbx.logs import get_logger
 from vpbx.pbx.location import LocationStore
-from vpbx.security import AccountAllowlists, SourceGuard
+from vpbx.security import AccountAllowlists, SourceGuard, judge
 from vpbx.sip.auth import DigestAuthenticator, LookupHa1
 from vpbx.sip.auth_client import DigestClient
 from vpbx.sip.dialog import Dialog, DialogError
@@ -254,20 +254,12 @@ class B2bua:
         if guard is not None and guard.is_banned(source[0], now):
             return None
         result = self.authenticator.verify(request, self.lookup_ha1, now, proxy=True)
-        allowlists = self.allowlists
-        outside = (
-            result.ok
-            and result.username is not None
-            and allowlists is not None
-            and not allowlists.permits(result.username, source[0])
-        )
-        if result.ok and result.username is not None and not outside:
-            if guard is not None:
-                guard.record_auth_success(source[0], now, result.username)
-            return result.username
-        if outside or result.is_failure:
+        verdict = judge(result, source[0], now, guard=guard, allowlists=self.allowlists)
+        if verdict.username is not None:
+            return verdict.username
+        if verdict.failed:
             self.stats.auth_failures += 1
-            if guard is not None and guard.record_auth_failure(source[0], now, result.username):
+            if verdict.banned:
                 return None
         self.stats.challenges += 1
         challenge = self.authenticator.challenge(request, now, stale=result.stale, proxy=True)
